@@ -1,0 +1,109 @@
+"""Training-time augmentation, applied per batch on the training device (never in validation or test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torchaudio.transforms as T
+from torch import Tensor, nn
+
+from pipeline.audio import SAMPLE_RATE
+
+
+@dataclass
+class AugmentConfig:
+    """Waveform augmentation.
+
+    Args:
+        time_shift_ms: Shift each clip by a uniform random amount in ``[-time_shift_ms, +time_shift_ms]``.
+        noise_prob: Probability of mixing a random stretch of background noise into a clip.
+        noise_volume: ``[low, high]`` range of the uniform random noise gain.
+        gain_db: ``[low, high]`` range of a uniform random gain of the whole clip, in dB.
+    """
+
+    time_shift_ms: float = 100.0
+    noise_prob: float = 0.8
+    noise_volume: tuple[float, float] = (0.0, 0.1)
+    gain_db: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass
+class SpecAugmentConfig:
+    """SpecAugment masks on the features (Park et al., 2019).
+
+    Args:
+        time_masks: Number of time masks per example.
+        time_width: Maximum width of a time mask, in frames.
+        freq_masks: Number of feature-row masks per example.
+        freq_width: Maximum width of a feature-row mask, in rows.
+    """
+
+    time_masks: int = 2
+    time_width: int = 20
+    freq_masks: int = 2
+    freq_width: int = 7
+
+
+class WaveAugment(nn.Module):
+    """Random time shift, gain and background-noise mixing for a ``(batch, time)`` waveform batch.
+
+    Args:
+        config: An :class:`AugmentConfig`.
+        noise: 1-D background-noise waveform (all noise files joined); ``None`` disables mixing.
+        sample_rate: Audio rate in Hz.
+
+    Example:
+        >>> aug = WaveAugment(AugmentConfig(), noise=torch.randn(48000))
+        >>> aug(torch.zeros(4, 16000)).shape
+        torch.Size([4, 16000])
+    """
+
+    def __init__(self, config: AugmentConfig, noise: Tensor | None = None, sample_rate: int = SAMPLE_RATE) -> None:
+        super().__init__()
+        self.config = config
+        self.max_shift = int(sample_rate * config.time_shift_ms / 1000)
+        self.register_buffer("noise", noise if noise is not None and noise.numel() else None)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        batch, length = wave.shape
+        device = wave.device
+        if self.max_shift:
+            shift = torch.randint(-self.max_shift, self.max_shift + 1, (batch, 1), device=device)
+            index = torch.arange(length, device=device) - shift
+            valid = (index >= 0) & (index < length)
+            wave = wave.gather(1, index.clamp(0, length - 1)) * valid
+        low, high = self.config.gain_db
+        if high > low:
+            gain_db = torch.empty(batch, 1, device=device).uniform_(low, high)
+            wave = wave * torch.pow(10.0, gain_db / 20)
+        if self.noise is not None and self.config.noise_prob > 0 and self.noise.numel() >= length:
+            start = torch.randint(0, self.noise.numel() - length + 1, (batch, 1), device=device)
+            noise = self.noise[start + torch.arange(length, device=device)]
+            volume = torch.empty(batch, 1, device=device).uniform_(*self.config.noise_volume)
+            volume = volume * (torch.rand(batch, 1, device=device) < self.config.noise_prob)
+            wave = wave + volume * noise
+        return wave.clamp(-1.0, 1.0)
+
+
+class SpecAugment(nn.Module):
+    """Independent time and feature-row masks per example on ``(batch, features, frames)``; a no-op in eval.
+
+    Args:
+        config: A :class:`SpecAugmentConfig`.
+    """
+
+    def __init__(self, config: SpecAugmentConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.time = T.TimeMasking(config.time_width, iid_masks=True) if config.time_width else None
+        self.freq = T.FrequencyMasking(config.freq_width, iid_masks=True) if config.freq_width else None
+
+    def forward(self, features: Tensor) -> Tensor:
+        if not self.training:
+            return features
+        x = features.unsqueeze(1)
+        for mask, count in ((self.time, self.config.time_masks), (self.freq, self.config.freq_masks)):
+            for _ in range(count if mask is not None else 0):
+                x = mask(x)
+        return x.squeeze(1)

@@ -1,0 +1,264 @@
+"""Lightning ``DataModule`` for Speech Commands roots (one, or a weighted mixture of several)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, AUDIO_SUFFIXES, AudioError, load_audio
+from pipeline.augment import AugmentConfig, WaveAugment
+from pipeline.console import warn
+from pipeline.data.cache import decode_files
+from pipeline.data.download import download_and_extract
+from pipeline.data.speech_commands import SILENCE, SPLITS, UNKNOWN, Corpus, DataError, Task, make_task, scan
+
+SILENCE_STORE = -1  # store index of generated silence clips
+MAX_REPORTED = 3  # unreadable files named in the warning
+
+
+class KWSDataset(Dataset):
+    """Clips of one split.
+
+    Args:
+        stores: int16 arrays of decoded clips, one per root.
+        items: ``(n, 2)`` array of ``(store, row)``; store ``-1`` is silence clip number ``row``, cut from
+            ``noise`` at a position and gain fixed by ``seed`` and ``row`` (the same on every epoch).
+        labels: Class index of each item.
+        noise: 1-D float32 background noise; ``None`` makes silence clips digital zeros.
+    """
+
+    def __init__(
+        self, stores: list[np.ndarray], items: np.ndarray, labels: np.ndarray, noise: np.ndarray | None, seed: int = 0
+    ) -> None:
+        self.stores, self.items, self.labels, self.noise, self.seed = stores, items, labels, noise, seed
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        store, row = self.items[i]
+        if store == SILENCE_STORE:
+            clip = np.zeros(CLIP_SAMPLES, dtype=np.float32)
+            if self.noise is not None and len(self.noise) >= CLIP_SAMPLES:
+                rng = np.random.default_rng((self.seed, int(row)))
+                start = rng.integers(0, len(self.noise) - CLIP_SAMPLES + 1)
+                clip = self.noise[start : start + CLIP_SAMPLES] * np.float32(rng.uniform(0.0, 1.0))
+        else:
+            clip = self.stores[store][row].astype(np.float32) / 32768.0
+        return torch.from_numpy(np.ascontiguousarray(clip)), int(self.labels[i])
+
+
+@dataclass
+class _Split:
+    items: list[tuple[int, int]]
+    labels: list[int]
+
+
+class SpeechCommandsDataModule(L.LightningDataModule):
+    """Speech Commands data for training, validation and test.
+
+    Args:
+        root: Dataset folder (Google layout or the official test-archive layout), or a list of folders to mix.
+        weights: Training weight of each root in a mixture (default: equal); a root's clips are drawn in
+            proportion to its weight, whatever its size.
+        version: Speech Commands version, 1 (30 words) or 2 (35 words).
+        download: Fetch the official archive of ``version`` into ``root`` when it is missing.
+        task: ``"12"`` (ten words + silence + unknown), ``"35"``/``"30"`` (every word) or a list of words.
+        silence_share: Silence clips per split as a fraction of the word clips (default 0.1 for 12 and word
+            lists, 0 for every-word tasks; 0 drops the class).
+        unknown_share: Other-word clips labelled ``_unknown_``, same fraction and defaults.
+        split: ``auto`` (list files if present, else speaker hash; an archive-layout root is all test),
+            ``hash`` (speaker hash, ignoring list files) or ``test`` (the whole root is the test split).
+        validation_percentage: Share of speakers hashed into validation.
+        testing_percentage: Share of speakers hashed into test.
+        noise_dir: Extra folder of background-noise recordings (besides each root's ``_background_noise_``).
+        batch_size: Clips per batch.
+        num_workers: DataLoader worker processes (clips come from memory, so 0 is usually fastest).
+        cache_dir: Folder for the decoded-clip cache; ``null`` decodes into memory on every run.
+        augment: Training waveform augmentation.
+        seed: Seed of the unknown-word subsample and the silence clips.
+    """
+
+    def __init__(
+        self,
+        root: str | list[str] = "data/speech_commands_v0.02",
+        weights: list[float] | None = None,
+        version: int = 2,
+        download: bool = False,
+        task: str | list[str] = "12",
+        silence_share: float | None = None,
+        unknown_share: float | None = None,
+        split: Literal["auto", "hash", "test"] = "auto",
+        validation_percentage: float = 10.0,
+        testing_percentage: float = 10.0,
+        noise_dir: str | None = None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        cache_dir: str | None = "data/cache",
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.roots = [Path(r) for r in ([root] if isinstance(root, (str, Path)) else root)]
+        if not self.roots:
+            raise DataError("data.root must name at least one folder")
+        self.weights = list(weights) if weights is not None else [1.0] * len(self.roots)
+        if len(self.weights) != len(self.roots) or any(w < 0 for w in self.weights) or not sum(self.weights):
+            raise DataError("data.weights must give one non-negative weight per root, not all zero")
+        self.version, self.download, self.split = version, download, split
+        self.task: Task = make_task(str(task) if isinstance(task, int) else task, version, silence_share, unknown_share)
+        self.labels: list[str] = self.task.labels
+        self.percentages = (validation_percentage, testing_percentage)
+        self.noise_dir = Path(noise_dir) if noise_dir else None
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.cache_dir = cache_dir
+        self.augment = augment or AugmentConfig()
+        self.datasets: dict[str, KWSDataset] = {}
+        self.augmenter: WaveAugment | None = None
+
+    def use_labels(self, labels: list[str]) -> None:
+        """Map the data onto another label list (a checkpoint's), before ``setup``."""
+        self.labels = list(labels)
+
+    def prepare_data(self) -> None:
+        for root in self.roots:
+            if root.exists():
+                continue
+            if not self.download:
+                raise DataError(
+                    f"no dataset at {root}: extract the Speech Commands archive there "
+                    f"(or set data.download to true, or make a corpus with 'kws synth --out {root}')"
+                )
+            download_and_extract(root, self.version)
+        if self.cache_dir is not None:
+            for root in self.roots:
+                decode_files([c.path for c in scan(root, AUDIO_SUFFIXES).clips], self.cache_dir, description=f"caching {root}")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        stores, splits = [], {s: _Split([], []) for s in SPLITS}
+        for index, root in enumerate(self.roots):
+            corpus = scan(root, AUDIO_SUFFIXES)
+            store = decode_files([c.path for c in corpus.clips], self.cache_dir, description=f"decoding {root}")
+            if store.errors:
+                first = list(store.errors.values())[:MAX_REPORTED]
+                warn(f"skipped {len(store.errors)} unreadable audio file(s) in {root}: " + "; ".join(first))
+            stores.append(store.audio)
+            self._assign(index, corpus, store.errors, splits)
+        noise = self._load_noise()
+        self.datasets = {
+            name: KWSDataset(stores, np.array(s.items, dtype=np.int64).reshape(-1, 2), np.array(s.labels), noise, seed)
+            for seed, (name, s) in enumerate(splits.items(), start=len(SPLITS) * self.seed)
+        }
+        self.item_weights = self._item_weights(splits["train"])
+        self.augmenter = WaveAugment(self.augment, torch.from_numpy(noise) if noise is not None else None)
+
+    def _assign(self, store: int, corpus: Corpus, errors: dict[str, str], splits: dict[str, _Split]) -> None:
+        index = {label: i for i, label in enumerate(self.labels)}
+        per_split: dict[str, dict[str, list[tuple[int, int]]]] = {s: {"known": [], "other": []} for s in SPLITS}
+        skipped = 0
+        for row, clip in enumerate(corpus.clips):
+            if str(clip.path) in errors:
+                continue
+            if self.split == "test" or (self.split == "auto" and corpus.layout == "archive"):
+                split = "test"
+            else:
+                split = corpus.split_of(clip, *self.percentages, use_lists=self.split == "auto")
+            word = clip.word
+            if word in index and word not in (SILENCE, UNKNOWN):
+                per_split[split]["known"].append((row, index[word]))
+            elif corpus.layout == "archive" and word == SILENCE:
+                if SILENCE in index:
+                    per_split[split]["known"].append((row, index[SILENCE]))
+                else:
+                    skipped += 1
+            elif UNKNOWN in index:
+                target = "known" if corpus.layout == "archive" else "other"
+                per_split[split][target].append((row, index[UNKNOWN]))
+            else:
+                skipped += 1
+        if skipped and corpus.layout == "archive":
+            warn(f"left out {skipped} clip(s) in {corpus.root} whose label is not among the model's labels")
+        for offset, name in enumerate(SPLITS):
+            known, other = per_split[name]["known"], per_split[name]["other"]
+            out = splits[name]
+            for row, label in known:
+                out.items.append((store, row))
+                out.labels.append(label)
+            if corpus.layout == "archive":
+                continue
+            rng = np.random.default_rng((self.seed, store, offset))
+            n_unknown = min(len(other), math.ceil(len(known) * self.task.unknown_share)) if UNKNOWN in index else 0
+            for k in rng.choice(len(other), n_unknown, replace=False) if n_unknown else []:
+                out.items.append((store, other[k][0]))
+                out.labels.append(index[UNKNOWN])
+            if SILENCE in index:
+                first = sum(1 for s, _ in out.items if s == SILENCE_STORE)
+                for k in range(math.ceil(len(known) * self.task.silence_share)):
+                    out.items.append((SILENCE_STORE, first + k))
+                    out.labels.append(index[SILENCE])
+
+    def _load_noise(self) -> np.ndarray | None:
+        folders = [r / "_background_noise_" for r in self.roots] + ([self.noise_dir] if self.noise_dir else [])
+        if self.noise_dir and not self.noise_dir.is_dir():
+            raise DataError(f"data.noise_dir {self.noise_dir} is not a folder")
+        parts = []
+        for folder in folders:
+            for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+                if path.suffix.lower() not in AUDIO_SUFFIXES:
+                    continue
+                try:
+                    parts.append(load_audio(path, SAMPLE_RATE).numpy())
+                except AudioError as err:
+                    warn(f"skipped a background-noise file: {err}")
+        return np.concatenate(parts).astype(np.float32) if parts else None
+
+    def _item_weights(self, train: _Split) -> np.ndarray:
+        stores = np.array([s for s, _ in train.items], dtype=np.int64)
+        # silence clips count towards the first root's share
+        stores = np.where(stores == SILENCE_STORE, 0, stores)
+        counts = np.bincount(stores, minlength=len(self.roots)).astype(np.float64)
+        per_root = np.array(self.weights) / np.maximum(counts, 1)
+        return per_root[stores]
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        dataset = self.datasets[split]
+        if not len(dataset):
+            raise DataError(f"the {split} split is empty: no clips of the task's words were assigned to it")
+        sampler = None
+        if shuffle and len(self.roots) > 1:
+            sampler = WeightedRandomSampler(self.item_weights, len(dataset), replacement=True)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        trainer = self.trainer
+        if trainer is not None and trainer.training and self.augmenter is not None:
+            wave, labels = batch
+            self.augmenter.to(wave.device)
+            batch = (self.augmenter(wave), labels)
+        return batch

@@ -1,0 +1,180 @@
+"""The ``LightningModule``: front end -> SpecAugment -> acoustic model, trained with softmax cross-entropy."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from pipeline.augment import SpecAugment, SpecAugmentConfig
+from pipeline.console import console
+from pipeline.data.speech_commands import DataError
+from pipeline.features import FeatureConfig, FrontEnd
+from pipeline.models import ModelConfig, build_model
+from pipeline.report import print_report, write_confusion
+
+C = TypeVar("C")
+
+
+@dataclass
+class OptimizerConfig:
+    """Optimizer and learning-rate schedule (linear warm-up, then cosine decay to zero, stepped per batch).
+
+    Args:
+        name: ``adamw`` or ``sgd`` (with Nesterov momentum).
+        lr: Peak learning rate.
+        weight_decay: Decoupled weight decay.
+        momentum: SGD momentum.
+        warmup_epochs: Epochs of linear warm-up.
+        schedule: ``cosine`` or ``constant`` after the warm-up.
+    """
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    schedule: Literal["cosine", "constant"] = "cosine"
+
+
+def _config(cls: type[C], value: C | dict | None) -> C:
+    if value is None:
+        return cls()
+    if isinstance(value, dict):
+        names = {f.name for f in fields(cls)}
+        unknown = set(value) - names
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+        return cls(**value)
+    return value
+
+
+class KWSModule(L.LightningModule):
+    """Keyword classifier over 1 s windows; the checkpoint holds everything inference needs.
+
+    Args:
+        labels: Class names in output order; taken from the DataModule when left empty.
+        features: Front-end settings (preprocessor block).
+        spec_augment: SpecAugment settings, applied in training only.
+        model: Acoustic model (encoder and classifier).
+        optimizer: Optimizer and schedule.
+        label_smoothing: Label smoothing of the cross-entropy loss.
+
+    Example:
+        >>> module = KWSModule(labels=["_silence_", "_unknown_", "yes", "no"])
+        >>> module(torch.zeros(2, 16000)).shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(
+        self,
+        labels: list[str] | None = None,
+        features: FeatureConfig | None = None,
+        spec_augment: SpecAugmentConfig | None = None,
+        model: ModelConfig | None = None,
+        optimizer: OptimizerConfig | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.feature_config = _config(FeatureConfig, features)
+        self.model_config = _config(ModelConfig, model)
+        self.optimizer_config = _config(OptimizerConfig, optimizer)
+        spec_config = _config(SpecAugmentConfig, spec_augment)
+        for key, value in (("features", self.feature_config), ("spec_augment", spec_config),
+                           ("model", self.model_config), ("optimizer", self.optimizer_config)):  # fmt: skip
+            self.hparams[key] = asdict(value)
+        self.front_end = FrontEnd(self.feature_config)
+        self.spec_augment = SpecAugment(spec_config)
+        self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.labels: list[str] | None = None
+        self.encoder: nn.Module | None = None
+        if labels:
+            self._build(list(labels))
+
+    def _build(self, labels: list[str]) -> None:
+        self.labels = labels
+        self.hparams["labels"] = labels
+        n = len(labels)
+        self.encoder = build_model(self.model_config, n, self.front_end.n_features)
+        self.train_acc = MulticlassAccuracy(n, average="micro")
+        self.val_acc = MulticlassAccuracy(n, average="micro")
+        self.test_acc = MulticlassAccuracy(n, average="micro")
+        self.test_confusion = MulticlassConfusionMatrix(n)
+
+    def configure_model(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data_labels = getattr(datamodule, "labels", None)
+        if self.encoder is None:
+            if not data_labels:
+                raise DataError("the model has no labels: give model.labels or a DataModule with a task")
+            self._build(list(data_labels))
+        elif data_labels is not None and list(data_labels) != self.labels:
+            raise DataError(f"the model's labels {self.labels} differ from the data task's labels {data_labels}")
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """``(batch, samples)`` audio at the front end's rate -> ``(batch, n_classes)`` logits."""
+        return self.classify(self.front_end(waveform))
+
+    def classify(self, features: Tensor) -> Tensor:
+        """``(batch, n_features, frames)`` features -> logits (SpecAugment applies in training only)."""
+        return self.encoder(self.spec_augment(features))
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        wave, target = batch
+        logits = self(wave)
+        loss = self.loss(logits, target)
+        self.train_acc(logits, target)
+        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        wave, target = batch
+        logits = self(wave)
+        self.val_acc(logits, target)
+        self.log("val_loss", self.loss(logits, target), prog_bar=True)
+        self.log("val_acc", self.val_acc, prog_bar=True)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        wave, target = batch
+        logits = self(wave)
+        self.test_acc(logits, target)
+        self.test_confusion(logits, target)
+        self.log("test_acc", self.test_acc)
+
+    def on_test_epoch_end(self) -> None:
+        confusion = self.test_confusion.compute().cpu()
+        self.test_confusion.reset()
+        if not self.trainer.is_global_zero:
+            return
+        print_report(confusion, self.labels)
+        ckpt = self.trainer.ckpt_path
+        out_dir = Path(ckpt).parent if ckpt else Path(self.trainer.log_dir or ".")
+        for path in write_confusion(confusion, self.labels, out_dir):
+            console.print(f"wrote {path}")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.optimizer_config
+        if cfg.name == "sgd":
+            opt = torch.optim.SGD(self.parameters(), cfg.lr, cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+        else:
+            opt = torch.optim.AdamW(self.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(total, int(cfg.warmup_epochs * total / max(1, self.trainer.max_epochs or 1)))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if cfg.schedule == "constant":
+                return 1.0
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
