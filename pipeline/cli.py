@@ -29,8 +29,13 @@ RUNS_DIR = Path("runs")
 CONFIG_FILE = "config.yaml"
 BEST, LAST = "best", "last"
 
-# sub-command -> (module with a ``main(argv)``, one-line help); filled in as the tools land
-TOOLS: dict[str, tuple[str, str]] = {}
+# sub-command -> (module with a ``main(argv: list[str]) -> int``, one-line help)
+TOOLS: dict[str, tuple[str, str]] = {
+    "synth": ("pipeline.data.synth", "render words with TTS voices into a Speech Commands-layout corpus"),
+    "transcribe": ("pipeline.transcribe", "find command words, with times, in audio files of any length"),
+    "make-stream": ("pipeline.stream_eval", "build a long test stream of words over noise, with its truth CSV"),
+    "evaluate-stream": ("pipeline.stream_eval", "score streaming detections against a truth CSV"),
+}
 TRAINING = {
     "fit": "train a model (resume with --ckpt_path last)",
     "validate": "score a checkpoint on the validation split",
