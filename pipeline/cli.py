@@ -29,12 +29,12 @@ RUNS_DIR = Path("runs")
 CONFIG_FILE = "config.yaml"
 BEST, LAST = "best", "last"
 
-# sub-command -> (module with a ``main(argv: list[str]) -> int``, one-line help)
+# sub-command -> ("module:function" taking the remaining argv and returning the exit status, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
-    "synth": ("pipeline.data.synth", "render words with TTS voices into a Speech Commands-layout corpus"),
-    "transcribe": ("pipeline.transcribe", "find command words, with times, in audio files of any length"),
-    "make-stream": ("pipeline.stream_eval", "build a long test stream of words over noise, with its truth CSV"),
-    "evaluate-stream": ("pipeline.stream_eval", "score streaming detections against a truth CSV"),
+    "synth": ("pipeline.data.synth:main", "render words with TTS voices into a Speech Commands-layout corpus"),
+    "transcribe": ("pipeline.transcribe:main", "find command words, with times, in audio files of any length"),
+    "make-stream": ("pipeline.stream_eval:make_stream_main", "build a long test stream of words over noise, with its truth CSV"),
+    "evaluate-stream": ("pipeline.stream_eval:evaluate_stream_main", "score streaming detections against a truth CSV"),
 }
 TRAINING = {
     "fit": "train a model (resume with --ckpt_path last)",
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if argv[0] in TOOLS:
-            return importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:]) or 0
+            module, function = TOOLS[argv[0]][0].split(":")
+            return getattr(importlib.import_module(module), function)(argv[1:]) or 0
         if argv[0] not in TRAINING:
             raise KWSError(f"unknown command {argv[0]!r}; the commands are {', '.join([*TRAINING, *TOOLS])}")
         torch.set_float32_matmul_precision("high")
