@@ -45,22 +45,17 @@ TRAINING = {
 
 
 class SaveRunConfig(SaveConfigCallback):
-    """Write ``runs/<run>/config.yaml`` once per run; refuse to start a new run over an old one."""
+    """Write the resolved config to ``runs/<run>/config.yaml`` when training starts."""
 
-    def __init__(self, *args: Any, run_dir: Path, resuming: bool, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, run_dir: Path, **kwargs: Any) -> None:
         super().__init__(*args, save_to_log_dir=False, **kwargs)
-        self.run_dir, self.resuming = run_dir, resuming
+        self.run_dir = run_dir
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        path = self.run_dir / CONFIG_FILE
         if stage != "fit":
             return
-        if path.exists() and not self.resuming:
-            raise KWSError(
-                f"{self.run_dir} already holds a run: resume it with --ckpt_path last, or choose another --run name"
-            )
-        with atomic_path(path) as tmp:
-            self.parser.save(self.config, tmp, skip_none=False, overwrite=True, multifile=False, format="yaml")
+        with atomic_path(self.run_dir / CONFIG_FILE) as tmp:
+            self.parser.save(self.config, tmp, overwrite=True, multifile=False, format="yaml")
 
 
 class KWSCLI(LightningCLI):
@@ -86,11 +81,15 @@ class KWSCLI(LightningCLI):
         callbacks = list(cfg.get("callbacks") or [])
         if self.subcommand == "fit":
             run_dir = self._run_dir()
-            self.save_config_kwargs.update(run_dir=run_dir, resuming=bool(self.config.fit.get("ckpt_path")))
-            if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-                callbacks.append(
-                    ModelCheckpoint(run_dir / "checkpoints", BEST, monitor="val_acc", mode="max", save_last=True)
+            if (run_dir / CONFIG_FILE).exists() and not self.config.fit.get("ckpt_path"):
+                raise KWSError(
+                    f"{run_dir} already holds a run: resume it with --ckpt_path last, or choose another --run name"
                 )
+            self.save_config_kwargs["run_dir"] = run_dir
+            if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+                ckpt_dir = run_dir / "checkpoints"
+                callbacks.append(ModelCheckpoint(ckpt_dir, BEST, monitor="val_acc", mode="max"))
+                callbacks.append(ModelCheckpoint(ckpt_dir, LAST))  # every epoch, for --ckpt_path last
             if cfg.get("logger") in (None, True):
                 kwargs["logger"] = CSVLogger(run_dir, name="logs")
             callbacks.append(LearningRateMonitor("epoch"))
@@ -156,6 +155,7 @@ def _quiet_lightning() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kws`` and ``python -m pipeline``; returns the exit status."""
+    args = argv
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print_help()
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             raise KWSError(f"unknown command {argv[0]!r}; the commands are {', '.join([*TRAINING, *TOOLS])}")
         torch.set_float32_matmul_precision("high")
         _quiet_lightning()
-        make_cli(argv)
+        make_cli(args)
     except KWSError as err:
         err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
         return 2

@@ -43,9 +43,8 @@ class OptimizerConfig:
     schedule: Literal["cosine", "constant"] = "cosine"
 
 
-def _config(cls: type[C], value: C | dict | None) -> C:
-    if value is None:
-        return cls()
+def _config(cls: type[C], value: C | dict) -> C:
+    """Accept a config block as the dataclass or as the plain dict a checkpoint stores."""
     if isinstance(value, dict):
         names = {f.name for f in fields(cls)}
         unknown = set(value) - names
@@ -75,10 +74,10 @@ class KWSModule(L.LightningModule):
     def __init__(
         self,
         labels: list[str] | None = None,
-        features: FeatureConfig | None = None,
-        spec_augment: SpecAugmentConfig | None = None,
-        model: ModelConfig | None = None,
-        optimizer: OptimizerConfig | None = None,
+        features: FeatureConfig = FeatureConfig(),
+        spec_augment: SpecAugmentConfig = SpecAugmentConfig(),
+        model: ModelConfig = ModelConfig(),
+        optimizer: OptimizerConfig = OptimizerConfig(),
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
@@ -109,7 +108,7 @@ class KWSModule(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(n)
 
     def configure_model(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = getattr(self._trainer, "datamodule", None)  # None when loaded outside a Trainer
         data_labels = getattr(datamodule, "labels", None)
         if self.encoder is None:
             if not data_labels:

@@ -103,7 +103,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         batch_size: int = 128,
         num_workers: int = 0,
         cache_dir: str | None = "data/cache",
-        augment: AugmentConfig | None = None,
+        augment: AugmentConfig = AugmentConfig(),
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -120,7 +120,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.noise_dir = Path(noise_dir) if noise_dir else None
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.cache_dir = cache_dir
-        self.augment = augment or AugmentConfig()
+        self.augment = AugmentConfig(**augment) if isinstance(augment, dict) else augment
         self.datasets: dict[str, KWSDataset] = {}
         self.augmenter: WaveAugment | None = None
 

@@ -1,0 +1,250 @@
+"""``kws transcribe``: find command words, with their times, in audio files of any length.
+
+Each input is read in blocks of ``--chunk-samples`` frames and fed to one streaming
+:class:`~pipeline.streaming.Detector`, so memory does not grow with the file. Inputs are files (any format,
+rate and channel count libsndfile reads), folders (searched recursively for audio), glob patterns, or ``-``
+(a WAV stream on standard input, read as it arrives). A bad input is reported in one sentence on stderr and
+the others are still transcribed; the exit status is 1 when any input failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import io
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from pipeline.audio import AUDIO_SUFFIXES, AudioError, _first_line, to_mono
+from pipeline.console import err_console, warn
+from pipeline.errors import KWSError
+from pipeline.files import write_text
+from pipeline.streaming import STRIDE_MS, SMOOTH_MS, SUPPRESSION_MS, THRESHOLD, Detection, Detector, load_model
+
+STDIN = "-"
+CHUNK_SAMPLES = 64000  # frames read per block: 4 s at 16 kHz, 40 windows per model call at the default stride
+PROGRESS_SECONDS = 60.0  # show a progress bar for files at least this long (when stderr is a terminal)
+FORMATS = ("text", "json", "jsonl", "csv", "srt")
+STREAMED = ("text", "jsonl", "csv")  # printed file by file as each is done; json and srt are written at the end
+FAILED = 1  # exit status when any input could not be transcribed
+
+
+@dataclass
+class Transcript:
+    """The words found in one input."""
+
+    name: str
+    seconds: float
+    words: list[Detection] = field(default_factory=list)
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
+    """Resolve files, folders (recursively, audio suffixes only), globs and ``-`` into a list of sources.
+
+    Returns the sources (each file once, in order) and one error sentence per input that names nothing usable.
+    """
+    sources: list[str] = []
+    errors: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if item == STDIN or path.is_file():
+            found = [item]
+        elif path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                errors.append(f"{item}: the folder holds no audio files")
+        elif glob.has_magic(item):
+            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not found:
+                errors.append(f"{item}: no file matches this pattern")
+        else:
+            found = []
+            errors.append(f"{item}: no such file or folder")
+        sources += [s for s in found if s not in sources or s == STDIN]
+    return sources, errors
+
+
+def read_blocks(source: str, chunk_samples: int) -> Iterator[tuple[np.ndarray, int, int]]:
+    """Yield ``(mono float32 block, sample rate, total frames or -1)`` from a file or ``-`` (stdin).
+
+    Raises:
+        AudioError: the input cannot be decoded or holds no samples.
+    """
+    name = "standard input" if source == STDIN else source
+    try:
+        if source == STDIN:
+            sound = sf.SoundFile(sys.stdin.buffer.fileno(), closefd=False)
+        else:
+            sound = sf.SoundFile(source)
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
+        raise AudioError(f"{name}: cannot read audio ({_first_line(err)})") from None
+    with sound:
+        total = sound.frames if sound.seekable() else -1
+        if total == 0:
+            raise AudioError(f"{name}: the file holds no audio samples")
+        if total > 0 and "(should be" in sound.extra_info.split("data :")[-1].split("\n")[0]:
+            warn(f"{name}: the file is truncated; transcribing the {total / sound.samplerate:.1f} s it holds")
+        frames = 0
+        while True:
+            try:
+                block = sound.read(chunk_samples, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as err:
+                raise AudioError(f"{name}: cannot decode audio ({_first_line(err)})") from None
+            if not len(block):
+                break
+            frames += len(block)
+            yield to_mono(block), sound.samplerate, total
+    if not frames:
+        raise AudioError(f"{name}: the file holds no audio samples")
+
+
+def transcribe_source(
+    detector: Detector, source: str, chunk_samples: int = CHUNK_SAMPLES, on_block: Callable[[int, int], None] | None = None
+) -> Transcript:
+    """Stream one input through ``detector`` (which is reset afterwards).
+
+    Args:
+        detector: The streaming detector.
+        source: A file path or ``-``.
+        chunk_samples: Frames per block read.
+        on_block: Called with ``(frames read so far, total frames or -1)`` after each block.
+    """
+    name = "-" if source == STDIN else source
+    words: list[Detection] = []
+    done = 0
+    try:
+        for block, rate, total in read_blocks(source, chunk_samples):
+            words += detector.push(block, rate)
+            done += len(block)
+            if on_block:
+                on_block(done, total)
+        seconds = detector.seconds
+        words += detector.flush()
+    finally:
+        detector.reset()
+    return Transcript(name, seconds, words)
+
+
+def _clock(seconds: float, sep: str = ",") -> str:
+    ms = round(seconds * 1000)
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
+
+
+def render(transcripts: list[Transcript], fmt: str, header: bool = True) -> str:
+    """Format transcripts as ``text``, ``json``, ``jsonl``, ``csv`` or ``srt``; ``header``: the CSV header line."""
+    if fmt == "json":
+        return json.dumps([{**asdict(t), "words": [asdict(w) for w in t.words]} for t in transcripts], indent=2) + "\n"
+    rows = [(t.name, w) for t in transcripts for w in t.words]
+    if fmt == "jsonl":
+        return "".join(json.dumps({"file": name, **asdict(w)}) + "\n" for name, w in rows)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        if header:
+            writer.writerow(["file", "word", "start", "end", "score"])
+        writer.writerows([name, w.word, f"{w.start:.3f}", f"{w.end:.3f}", f"{w.score:.3f}"] for name, w in rows)
+        return out.getvalue()
+    if fmt == "srt":
+        several = len(transcripts) > 1
+        return "".join(
+            f"{n}\n{_clock(w.start)} --> {_clock(w.end)}\n{f'{name}: ' if several else ''}{w.word} ({w.score:.2f})\n\n"
+            for n, (name, w) in enumerate(rows, start=1)
+        )
+    lines = []
+    for t in transcripts:
+        lines.append(f"{t.name}  ({t.seconds:.1f} s, {len(t.words)} word{'s' * (len(t.words) != 1)})")
+        lines += [f"  {w.start:8.2f} - {w.end:8.2f} s  {w.word:<12} {w.score:.2f}" for w in t.words]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``kws transcribe``."""
+    parser = argparse.ArgumentParser(
+        prog="kws transcribe",
+        description="Find command words, with start/end times and confidence, in audio files of any length.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="audio file, folder (searched recursively), glob pattern, or - for a WAV stream on stdin")
+    parser.add_argument("--ckpt", required=True, help="model checkpoint written by kws fit (.ckpt)")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    parser.add_argument("--output", "-o", help="write the result to this file (atomically) instead of stdout")
+    parser.add_argument("--threshold", type=float, default=THRESHOLD,
+                        help=f"smoothed score a word must exceed, 0-1 (default: {THRESHOLD})")
+    parser.add_argument("--stride-ms", type=float, default=STRIDE_MS,
+                        help=f"step between model windows, a multiple of 10 ms (default: {STRIDE_MS:g})")
+    parser.add_argument("--smooth-ms", type=float, default=SMOOTH_MS,
+                        help=f"span of the moving average of model outputs (default: {SMOOTH_MS:g})")
+    parser.add_argument("--suppression-ms", type=float, default=SUPPRESSION_MS,
+                        help=f"quiet time after each detected word (default: {SUPPRESSION_MS:g})")
+    parser.add_argument("--chunk-samples", type=int, default=CHUNK_SAMPLES,
+                        help=f"audio frames read and processed per block (default: {CHUNK_SAMPLES})")
+    return parser
+
+
+def _progress_callback(progress: Progress, name: str) -> Callable[[int, int], None]:
+    task = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            task = progress.add_task(Path(name).name, total=total)
+        progress.update(task, completed=done)
+
+    return update
+
+
+def _long_file(source: str) -> bool:
+    if source == STDIN:
+        return False
+    try:
+        info = sf.info(source)
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return False
+    return info.frames >= PROGRESS_SECONDS * info.samplerate
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``kws transcribe``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.chunk_samples <= 0:
+        raise KWSError(f"--chunk-samples must be positive, not {args.chunk_samples}")
+    sources, errors = expand_inputs(args.inputs)
+    for message in errors:
+        err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    if not sources:
+        return FAILED
+    detector = Detector(load_model(args.ckpt), args.threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
+    transcripts: list[Transcript] = []
+    streaming = args.output is None and args.format in STREAMED
+    show_progress = err_console.is_terminal
+    for source in sources:
+        try:
+            if show_progress and _long_file(source):
+                columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
+                with Progress(*columns, console=err_console, transient=True) as progress:
+                    result = transcribe_source(detector, source, args.chunk_samples, _progress_callback(progress, source))
+            else:
+                result = transcribe_source(detector, source, args.chunk_samples)
+        except AudioError as err:
+            errors.append(str(err))
+            err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+            continue
+        transcripts.append(result)
+        if streaming:
+            sys.stdout.write(render([result], args.format, header=len(transcripts) == 1))
+            sys.stdout.flush()
+    if not streaming:
+        text = render(transcripts, args.format)
+        if args.output:
+            write_text(args.output, text)
+        else:
+            sys.stdout.write(text)
+    return FAILED if errors else 0

@@ -1,0 +1,100 @@
+"""`kws fit` / `kws test` end to end on a generated corpus: checkpoint, report, resume, refusals."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_archive
+from pipeline.cli import main
+from pipeline.module import KWSModule
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
+
+
+def _fit(root: Path, *extra: str) -> int:
+    return main(["fit", "--config", QUICKSTART, f"--data.root={root}", "--data.cache_dir=cache",
+                 "--trainer.max_epochs=2", "--data.batch_size=32", *extra])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, tone_corpus: Path) -> Path:
+    """A run folder made by `kws fit` (two epochs on the tone corpus)."""
+    work = tmp_path_factory.mktemp("work")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        assert _fit(tone_corpus) == 0
+    return work / "runs" / "quickstart"
+
+
+def test_fit_writes_a_self_contained_checkpoint(trained: Path) -> None:
+    for name in ("config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (trained / name).is_file(), name
+    assert list((trained / "logs").glob("version_*/metrics.csv"))
+    ckpt = torch.load(trained / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    hparams = ckpt["hyper_parameters"]
+    assert hparams["labels"][:2] == ["_silence_", "_unknown_"] and len(hparams["labels"]) == 12
+    assert hparams["features"]["kind"] == "mfcc" and hparams["features"]["hop_ms"] == 10.0
+    module = KWSModule.load_from_checkpoint(trained / "checkpoints" / "best.ckpt", map_location="cpu").eval()
+    assert module.labels == hparams["labels"]
+    assert module(torch.zeros(1, 16000)).shape == (1, 12)
+
+
+def test_test_prints_and_writes_the_report(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = make_archive(tmp_path / "archive", ["yes", "no", "up", "down"], ["cat", "bird"], speakers=2)
+    monkeypatch.chdir(trained.parent.parent)
+    ckpt = trained / "checkpoints" / "best.ckpt"
+    code = main(["test", "--config", str(trained / "config.yaml"), "--ckpt_path", str(ckpt),
+                 f"--data.root={archive}", "--data.cache_dir=null"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "precision" in out and "recall" in out
+    for word in ("yes", "down", "_unknown_", "_silence_"):
+        assert word in out
+    with open(ckpt.parent / "confusion_matrix.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][1:] == KWSModule.load_from_checkpoint(ckpt, map_location="cpu").labels
+    assert sum(int(v) for row in rows[1:] for v in row[1:]) == 2 * 4 + 2 * 2 + 2  # every clip counted once
+    assert (ckpt.parent / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    # the checkpoint alone is enough: no --config
+    assert main(["test", "--ckpt_path", str(ckpt), f"--data.root={archive}", "--data.cache_dir=null"]) == 0
+
+
+def test_resume_and_refusal_to_overwrite(
+    trained: Path, tone_corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(trained.parent.parent)
+    assert _fit(tone_corpus) == 2  # a second run over the first one
+    assert "already holds a run" in capsys.readouterr().err
+    logs = sorted((trained / "logs").iterdir())
+    steps = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert _fit(tone_corpus, "--trainer.max_epochs=3", "--ckpt_path=last") == 0
+    last = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == steps * 3 // 2  # two epochs restored, one more trained
+    new_logs = sorted(set((trained / "logs").iterdir()) - set(logs))
+    assert len(new_logs) == 1 and len(logs) == 1  # the refused run left nothing; the resumed one logs apart
+    epochs = {row.split(",")[0] for row in (new_logs[0] / "metrics.csv").read_text().splitlines()[1:]}
+    assert "0" not in epochs
+
+
+def test_missing_dataset_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _fit(tmp_path / "no_such_folder") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no dataset at") and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_module_entry_point_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=True)
+    for command in ("fit", "test", "synth", "transcribe"):
+        assert command in out.stdout
+    fit_help = subprocess.run([sys.executable, "-m", "pipeline", "fit", "--help"], capture_output=True, text=True)
+    assert fit_help.returncode == 0 and "--data.task" in fit_help.stdout and "--model.model.width" in fit_help.stdout

@@ -1,0 +1,273 @@
+"""Streaming detection, ``kws transcribe``, ``kws make-stream`` and ``kws evaluate-stream`` on generated audio."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import tone_word
+
+from pipeline.audio import SAMPLE_RATE, load_audio, resample, save_audio
+from pipeline.cli import main as kws
+from pipeline.data.datamodule import SpeechCommandsDataModule
+from pipeline.data.speech_commands import SILENCE, UNKNOWN
+from pipeline.module import KWSModule
+from pipeline.stream_eval import make_stream, read_truth, score_stream, vocabulary
+from pipeline.streaming import Detector, Settings, StreamResampler, load_model, offline_detect, offline_scores
+
+WORDS = ["yes", "no", "up", "down"]
+CHUNKS = (1, 160, 1234, 16000, None)  # None: the whole signal in one push
+TRAIN_EPOCHS = 12
+
+
+def stream_through(detector: Detector, audio: np.ndarray, chunk: int | None, rate: int = SAMPLE_RATE):
+    """Push ``audio`` in ``chunk``-sample pieces; return the detections and the per-window probabilities."""
+    rows: list[np.ndarray] = []
+    step = detector._decider.step
+
+    def record(index: int, probs: np.ndarray):
+        rows.append(probs)
+        return step(index, probs)
+
+    detector._decider.step = record
+    chunk = chunk or len(audio)
+    found = [d for i in range(0, len(audio), chunk) for d in detector.push(audio[i : i + chunk], rate)]
+    found += detector.flush()
+    return found, np.array(rows)
+
+
+def word_sequence(words: list[str], seed: int, gap: float = 0.6) -> np.ndarray:
+    """Tone words (1 s clips) separated by ``gap`` seconds of faint noise."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for word in words:
+        parts += [tone_word(word, rng), rng.normal(0, 0.003, int(gap * SAMPLE_RATE)).astype(np.float32)]
+    return np.concatenate(parts)
+
+
+def assert_same(a: list, b: list, tol: float = 1e-4) -> None:
+    assert [(d.word, d.start, d.end) for d in a] == [(d.word, d.start, d.end) for d in b]
+    assert np.allclose([d.score for d in a], [d.score for d in b], atol=tol)
+
+
+@pytest.fixture(scope="module")
+def untrained() -> KWSModule:
+    torch.manual_seed(0)
+    return KWSModule(labels=[SILENCE, UNKNOWN, *WORDS]).eval()
+
+
+@pytest.fixture(scope="session")
+def trained(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BC-ResNet trained for a few epochs on the tone corpus; the path of its Lightning checkpoint."""
+    L.seed_everything(0, verbose=False)
+    data = SpeechCommandsDataModule(root=str(tone_corpus), task=WORDS, batch_size=16, cache_dir=None)
+    module = KWSModule(optimizer={"lr": 5e-3, "warmup_epochs": 1.0})
+    trainer = L.Trainer(max_epochs=TRAIN_EPOCHS, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, data)
+    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+# ---- the engine --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_chunk_size_does_not_change_scores_or_words(untrained: KWSModule, chunk: int | None) -> None:
+    audio = word_sequence(["yes", "up"], seed=1)[: int(2.35 * SAMPLE_RATE)]  # not a whole number of strides
+    settings = Settings(threshold=0.0)  # an untrained model: let every top word through
+    reference = offline_scores(untrained, torch.from_numpy(audio), settings.stride_ms, settings.smooth_windows - 1)
+    found, probs = stream_through(Detector(untrained, threshold=0.0), audio, chunk)
+    assert probs.shape == reference.shape
+    np.testing.assert_allclose(probs, reference, atol=1e-5)
+    assert found, "threshold 0 must emit words"
+    assert_same(found, offline_detect(untrained, audio, settings=settings))
+
+
+def test_short_audio_is_padded_to_one_window(untrained: KWSModule) -> None:
+    audio = np.random.default_rng(0).normal(0, 0.1, 3000).astype(np.float32)
+    _, probs = stream_through(Detector(untrained, smooth_ms=100), audio, 1000)
+    assert probs.shape[0] == 1
+    np.testing.assert_allclose(probs, offline_scores(untrained, torch.from_numpy(audio), tail_windows=0), atol=1e-5)
+
+
+def test_resampler_is_chunk_invariant() -> None:
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, 44100).astype(np.float32))
+    whole = resample(x, 44100, SAMPLE_RATE)
+    for chunk in (1, 441, 1000, 44100):
+        r = StreamResampler(44100, SAMPLE_RATE)
+        out = torch.cat([r.push(x[i : i + chunk]) for i in range(0, len(x), chunk)] + [r.flush()])
+        torch.testing.assert_close(out, whole, atol=1e-5, rtol=0)
+
+
+def test_other_rates_and_channels_match_the_offline_reference(untrained: KWSModule) -> None:
+    mono = resample(torch.from_numpy(word_sequence(["no"], seed=2)), SAMPLE_RATE, 22050).numpy()
+    stereo = np.stack([mono, 0.5 * mono], axis=1)
+    found, _ = stream_through(Detector(untrained, threshold=0.0), stereo, 3000, rate=22050)
+    assert_same(found, offline_detect(untrained, stereo.mean(axis=1), 22050, Settings(threshold=0.0)))
+
+
+def test_state_stays_bounded(untrained: KWSModule) -> None:
+    detector = Detector(untrained)
+    chunk = np.random.default_rng(0).normal(0, 0.01, 8000).astype(np.float32)
+    for _ in range(40):  # 20 s
+        detector.push(chunk)
+    frames = detector.windowing.frames
+    assert detector._frames.shape[1] < frames + len(chunk) // detector.windowing.hop
+    assert detector._features.pending.numel() < detector.windowing.samples
+    assert detector.seconds == pytest.approx(20.0)
+    assert set(detector.scores) == {SILENCE, UNKNOWN, *WORDS}
+
+
+def test_detects_words_at_their_times(trained: Path, tone_corpus: Path) -> None:
+    module = load_model(trained)
+    audio, truth = make_stream(tone_corpus, minutes=0.5, snr_db=20, seed=3)
+    found, _ = stream_through(Detector(module), audio, 16000)
+    stats = score_stream(found, truth, vocabulary(module), len(audio) / SAMPLE_RATE, tolerance_s=0.5)
+    assert stats.ground_truth >= 4
+    assert stats.correct >= 0.75 * stats.ground_truth
+    assert stats.false_positives <= 1
+    for d in found:
+        assert 0 <= d.start < d.end and 0 < d.score <= 1 and d.word in WORDS
+    # the trained model also gives chunk-independent detections
+    short = audio[: 6 * SAMPLE_RATE]
+    expected = offline_detect(module, short)
+    for chunk in (160, 1234, None):
+        assert_same(stream_through(Detector(module), short, chunk)[0], expected)
+
+
+# ---- kws transcribe ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("audio")
+    save_audio(root / "words.wav", word_sequence(["yes", "no", "up"], seed=5))
+    save_audio(root / "short.wav", word_sequence(["down"], seed=6)[:5000])
+    sf.write(root / "stereo44k.flac", np.stack([resample(torch.from_numpy(word_sequence(["no"], 7)), SAMPLE_RATE,
+             44100).numpy()] * 2, axis=1), 44100)  # fmt: skip
+    (root / "notes.txt").write_text("not audio")
+    return root
+
+
+def test_transcribe_formats(trained: Path, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    wav = str(audio_dir / "words.wav")
+    assert kws(["transcribe", wav, "--ckpt", str(trained)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(wav) and re.search(r"\d+\.\d\d - +\d+\.\d\d s +(yes|no|up|down) +0\.\d\d", text)
+
+    out = tmp_path / "out.json"
+    assert kws(["transcribe", str(audio_dir), "--ckpt", str(trained), "--format", "json", "--output", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert {Path(f["file"]).name for f in data} == {"words.wav", "short.wav", "stereo44k.flac"}
+    assert all({"word", "start", "end", "score"} <= set(w) for f in data for w in f["words"])
+
+    assert kws(["transcribe", wav, "--ckpt", str(trained), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows and all(r["file"] == wav and float(r["start"]) < float(r["end"]) for r in rows)
+
+    assert kws(["transcribe", wav, "--ckpt", str(trained), "--format", "jsonl"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["word"] for r in lines] == [r["word"] for r in rows]
+
+    assert kws(["transcribe", wav, "--ckpt", str(trained), "--format", "srt"]) == 0
+    cues = capsys.readouterr().out.strip().split("\n\n")
+    assert len(cues) == len(rows)
+    for n, cue in enumerate(cues, start=1):
+        number, times, _ = cue.split("\n")
+        assert number == str(n) and re.fullmatch(r"\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}", times)
+
+
+def test_transcribe_stdin_and_glob(trained: Path, audio_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    with open(audio_dir / "words.wav", "rb") as f:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(f))
+        assert kws(["transcribe", "-", "--ckpt", str(trained), "--format", "jsonl", "--chunk-samples", "777"]) == 0
+    piped = [json.loads(line)["word"] for line in capsys.readouterr().out.splitlines()]
+    assert kws(["transcribe", str(audio_dir / "w*.wav"), "--ckpt", str(trained), "--format", "jsonl"]) == 0
+    assert [json.loads(line)["word"] for line in capsys.readouterr().out.splitlines()] == piped
+
+
+def _bad_files(root: Path) -> dict[str, str]:
+    """Bad inputs -> the phrase their error sentence must contain."""
+    good = root / "good.wav"
+    save_audio(good, word_sequence(["yes"], seed=8))
+    (root / "text.wav").write_text("hello, I am not audio\n")
+    (root / "zero.wav").write_bytes(b"")
+    sf.write(root / "empty.wav", np.zeros(0, dtype=np.float32), SAMPLE_RATE)
+    (root / "header.wav").write_bytes(good.read_bytes()[:20])
+    (root / "empty_dir").mkdir()
+    (root / "empty_dir" / "readme.md").write_text("no audio here")
+    return {
+        str(root / "missing.wav"): "no such file or folder",
+        str(root / "text.wav"): "cannot read audio",
+        str(root / "zero.wav"): "cannot read audio",
+        str(root / "empty.wav"): "holds no audio samples",
+        str(root / "header.wav"): "cannot read audio",
+        str(root / "empty_dir"): "holds no audio files",
+        str(root / "nothing*.wav"): "no file matches",
+    }
+
+
+def test_transcribe_bad_inputs(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = _bad_files(tmp_path)
+    good = str(tmp_path / "good.wav")
+    assert kws(["transcribe", *bad, good, "--ckpt", str(trained)]) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == len(bad)
+    for name, phrase in bad.items():
+        assert any(name in line and phrase in line for line in errors), (name, phrase, errors)
+    assert captured.out.startswith(good)  # the good file is still transcribed
+
+
+def test_truncated_and_short_audio(trained: Path, tmp_path: Path, audio_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    full = (audio_dir / "words.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(full[: len(full) // 2])
+    assert kws(["transcribe", str(tmp_path / "cut.wav"), str(audio_dir / "short.wav"), "--ckpt", str(trained)]) == 0
+    captured = capsys.readouterr()
+    assert "truncated" in captured.err and str(audio_dir / "short.wav") in captured.out
+
+
+@pytest.mark.parametrize(
+    ("make", "phrase"),
+    [
+        (lambda p: p.write_text("not a checkpoint"), "not a readable PyTorch checkpoint"),
+        (lambda p: torch.save({"state_dict": {}}, p), "not a kws checkpoint"),
+        (lambda p: torch.save({"state_dict": {}, "hyper_parameters": {"labels": ["a", "b"]}}, p), "usable kws model"),
+        (lambda p: None, "does not exist"),
+    ],
+)
+def test_transcribe_bad_checkpoint(make, phrase: str, audio_dir: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    ckpt = tmp_path / "model.ckpt"
+    make(ckpt)
+    assert kws(["transcribe", str(audio_dir / "words.wav"), "--ckpt", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(ckpt) in err and phrase in err and len(err.strip().splitlines()) == 1
+
+
+# ---- kws make-stream / evaluate-stream ---------------------------------------------------------------------------
+
+
+def test_make_and_evaluate_stream(trained: Path, tone_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "stream.wav"
+    assert kws(["make-stream", "--source", str(tone_corpus), "--out", str(out), "--minutes", "0.4", "--seed", "1"]) == 0
+    truth = read_truth(tmp_path / "stream.csv")
+    assert len(truth) >= 5 and load_audio(out).shape[0] == int(0.4 * 60 * SAMPLE_RATE)
+    gaps = [b.start - a.end for a, b in zip(truth, truth[1:])]
+    assert min(gaps) >= 0.99 and max(gaps) <= 3.01
+    noise = str(tone_corpus / "_background_noise_")
+    assert kws(["evaluate-stream", str(out), "--ckpt", str(trained), "--noise-only", noise]) == 0
+    report = capsys.readouterr().out
+    assert "matched" in report and "false accepts" in report
