@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Make .venv with the project and its test tools; install the system packages the TTS corpus and the
+# microphone demo need. Safe to re-run: it does nothing when everything is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+command -v espeak-ng >/dev/null || packages+=(espeak-ng)
+command -v flite >/dev/null || packages+=(flite)
+ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || packages+=(libportaudio2)
+if [ ${#packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing ${packages[*]}"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+  else
+    echo "setup: please install the system packages: sudo apt-get install -y ${packages[*]}" >&2
+  fi
+fi
+
+stamp=.venv/.kws-installed
+want=$(cat pyproject.toml scripts/constraints.txt | sha1sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+echo "setup: installing Python packages into .venv (a few minutes the first time)"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[test]"
+echo "$want" > "$stamp"

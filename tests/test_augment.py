@@ -1,0 +1,52 @@
+"""Augmentation: bounded shifts, noise mixing, masks in training only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pipeline.augment import AugmentConfig, SpecAugment, SpecAugmentConfig, WaveAugment
+from pipeline.data.datamodule import SpeechCommandsDataModule
+
+
+def test_time_shift_is_bounded_and_keeps_the_signal() -> None:
+    torch.manual_seed(0)
+    wave = torch.zeros(64, 16000)
+    wave[:, 8000] = 1.0  # one click in the middle
+    out = WaveAugment(AugmentConfig(time_shift_ms=100, noise_prob=0.0))(wave)
+    where = out.argmax(dim=1) - 8000
+    assert where.abs().max() <= 1600 and where.unique().numel() > 10
+    assert torch.allclose(out.sum(dim=1), torch.ones(64))
+
+
+def test_noise_mixing_probability_and_volume() -> None:
+    torch.manual_seed(0)
+    noise = torch.ones(48000)
+    config = AugmentConfig(time_shift_ms=0, noise_prob=0.5, noise_volume=(0.05, 0.1))
+    out = WaveAugment(config, noise)(torch.zeros(400, 16000))
+    level = out[:, 0]
+    mixed = level > 0
+    assert 0.4 < mixed.float().mean() < 0.6
+    assert level[mixed].min() >= 0.05 and level.max() <= 0.1
+    assert torch.all(out == level[:, None])  # a constant noise gives a constant offset per clip
+
+
+def test_spec_augment_only_in_training() -> None:
+    torch.manual_seed(0)
+    spec = SpecAugment(SpecAugmentConfig(time_masks=2, time_width=20, freq_masks=2, freq_width=7))
+    x = torch.randn(16, 40, 98) + 10
+    spec.train()
+    masked = spec(x)
+    assert (masked == 0).any() and masked.shape == x.shape
+    assert not torch.equal(masked[0], masked[1])  # independent masks per example
+    spec.eval()
+    assert torch.equal(spec(x), x)
+
+
+def test_datamodule_leaves_batches_alone_outside_training(tone_corpus: Path) -> None:
+    dm = SpeechCommandsDataModule(root=str(tone_corpus), cache_dir=None)
+    dm.setup("fit")
+    batch = next(iter(dm.val_dataloader()))
+    out = dm.on_after_batch_transfer(batch, 0)
+    assert torch.equal(out[0], batch[0]) and torch.equal(out[1], batch[1])
