@@ -20,12 +20,24 @@ class AugmentConfig:
         noise_prob: Probability of mixing a random stretch of background noise into a clip.
         noise_volume: ``[low, high]`` range of the uniform random noise gain.
         gain_db: ``[low, high]`` range of a uniform random gain of the whole clip, in dB.
+        reverb_prob: Probability of convolving a clip with a synthetic room response (exponentially
+            decaying noise after a direct path).
+        rt60_s: ``[low, high]`` range of the room's reverberation time, in seconds.
+        band_prob: Probability of band-limiting a clip (a random high-pass and low-pass, as microphones
+            and phone lines do).
+        highpass_hz: ``[low, high]`` range of the high-pass edge.
+        lowpass_hz: ``[low, high]`` range of the low-pass edge.
     """
 
     time_shift_ms: float = 100.0
     noise_prob: float = 0.8
     noise_volume: tuple[float, float] = (0.0, 0.1)
     gain_db: tuple[float, float] = (0.0, 0.0)
+    reverb_prob: float = 0.0
+    rt60_s: tuple[float, float] = (0.1, 0.6)
+    band_prob: float = 0.0
+    highpass_hz: tuple[float, float] = (50.0, 400.0)
+    lowpass_hz: tuple[float, float] = (3000.0, 8000.0)
 
 
 @dataclass
@@ -46,7 +58,7 @@ class SpecAugmentConfig:
 
 
 class WaveAugment(nn.Module):
-    """Random time shift, gain and background-noise mixing for a ``(batch, time)`` waveform batch.
+    """Random time shift, reverberation, band-limiting, gain and background noise for ``(batch, time)`` audio.
 
     Args:
         config: An :class:`AugmentConfig`.
@@ -63,6 +75,7 @@ class WaveAugment(nn.Module):
         super().__init__()
         self.config = config
         self.max_shift = int(sample_rate * config.time_shift_ms / 1000)
+        self.sample_rate = sample_rate
         self.register_buffer("noise", noise if noise is not None and noise.numel() else None)
 
     def forward(self, wave: Tensor) -> Tensor:
@@ -73,6 +86,10 @@ class WaveAugment(nn.Module):
             index = torch.arange(length, device=device) - shift
             valid = (index >= 0) & (index < length)
             wave = wave.gather(1, index.clamp(0, length - 1)) * valid
+        if self.config.reverb_prob > 0:
+            wave = self._reverb(wave)
+        if self.config.band_prob > 0:
+            wave = self._band_limit(wave)
         low, high = self.config.gain_db
         if high > low:
             gain_db = torch.empty(batch, 1, device=device).uniform_(low, high)
@@ -84,6 +101,34 @@ class WaveAugment(nn.Module):
             volume = volume * (torch.rand(batch, 1, device=device) < self.config.noise_prob)
             wave = wave + volume * noise
         return wave.clamp(-1.0, 1.0)
+
+
+    def _chosen(self, wave: Tensor, prob: float) -> Tensor:
+        return torch.rand(wave.shape[0], 1, device=wave.device) < prob
+
+    def _uniform(self, wave: Tensor, bounds: tuple[float, float]) -> Tensor:
+        return torch.empty(wave.shape[0], 1, device=wave.device).uniform_(*bounds)
+
+    def _reverb(self, wave: Tensor) -> Tensor:
+        batch, length = wave.shape
+        ir_len = int(self.config.rt60_s[1] * self.sample_rate)
+        t = torch.arange(ir_len, device=wave.device) / self.sample_rate
+        rt60 = self._uniform(wave, self.config.rt60_s)
+        ir = torch.randn(batch, ir_len, device=wave.device) * torch.exp(-6.91 * t / rt60)  # -60 dB at rt60
+        ir[:, 0] = 1.0  # direct path
+        ir = ir / ir.norm(dim=1, keepdim=True)
+        n = length + ir_len
+        wet = torch.fft.irfft(torch.fft.rfft(wave, n) * torch.fft.rfft(ir, n), n)[:, :length]
+        wet = wet * (wave.norm(dim=1, keepdim=True) / wet.norm(dim=1, keepdim=True).clamp_min(1e-8))
+        return torch.where(self._chosen(wave, self.config.reverb_prob), wet, wave)
+
+    def _band_limit(self, wave: Tensor) -> Tensor:
+        length = wave.shape[1]
+        freqs = torch.fft.rfftfreq(length, 1 / self.sample_rate).to(wave.device)
+        low, high = self._uniform(wave, self.config.highpass_hz), self._uniform(wave, self.config.lowpass_hz)
+        gain = torch.sigmoid((freqs - low) / 20.0) * torch.sigmoid((high - freqs) / 100.0)  # soft edges
+        limited = torch.fft.irfft(torch.fft.rfft(wave) * gain, length)
+        return torch.where(self._chosen(wave, self.config.band_prob), limited, wave)
 
 
 class SpecAugment(nn.Module):

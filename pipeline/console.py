@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from lightning.pytorch.utilities import rank_zero_only
+import os
+
 from rich.console import Console
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-@rank_zero_only
 def warn(message: str) -> None:
     """Print a one-line warning on stderr (once, on the first process of a distributed run)."""
+    if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0":
+        return
     err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

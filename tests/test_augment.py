@@ -50,3 +50,17 @@ def test_datamodule_leaves_batches_alone_outside_training(tone_corpus: Path) -> 
     batch = next(iter(dm.val_dataloader()))
     out = dm.on_after_batch_transfer(batch, 0)
     assert torch.equal(out[0], batch[0]) and torch.equal(out[1], batch[1])
+
+
+def test_reverb_and_band_limiting() -> None:
+    torch.manual_seed(0)
+    rate = 16000
+    t = torch.arange(rate) / rate
+    tone = 0.3 * torch.sin(2 * torch.pi * 6000 * t) * (t < 0.3)
+    config = AugmentConfig(time_shift_ms=0, noise_prob=0, reverb_prob=1.0, rt60_s=(0.4, 0.5))
+    wet = WaveAugment(config)(tone.repeat(4, 1))
+    assert wet[:, 6400:].abs().max() > 1e-3  # a tail after the tone has stopped
+    assert torch.allclose(wet.norm(dim=1), tone.norm().expand(4), rtol=1e-3)  # loudness kept
+    config = AugmentConfig(time_shift_ms=0, noise_prob=0, band_prob=1.0, lowpass_hz=(3000, 4000))
+    limited = WaveAugment(config)(tone.repeat(4, 1))
+    assert (limited.norm(dim=1) < 0.01 * tone.norm()).all()  # 6 kHz is above every low-pass edge

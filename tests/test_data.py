@@ -25,7 +25,7 @@ def _dm(root: Path | list[Path], **kwargs) -> SpeechCommandsDataModule:
 def _speakers(dm: SpeechCommandsDataModule, split: str) -> set[str]:
     ds = dm.datasets[split]
     paths = [p for p in sorted(Path(dm.roots[0]).rglob("*.wav")) if "_background_noise_" not in str(p)]
-    return {speaker_of(paths[row].name) for store, row in ds.items if store >= 0}
+    return {speaker_of(paths[row].name) for store, row in ds.items if store == 0}  # clips of the first root
 
 
 def test_hash_split_is_stable_and_speaker_disjoint() -> None:
@@ -167,3 +167,13 @@ def test_mixture_weights(tmp_path: Path) -> None:
     assert {0, 1} <= set(items[:, 0].tolist())
     with pytest.raises(DataError, match="weights"):
         SpeechCommandsDataModule(root=[str(a), str(b)], weights=[1.0])
+
+
+def test_one_split_rule_per_root(tone_corpus: Path, tmp_path: Path) -> None:
+    archive = make_archive(tmp_path / "archive", ["yes", "no"], ["cat"], speakers=40)
+    dm = _dm([tone_corpus, archive], split=["auto", "hash"], validation_percentage=10, testing_percentage=50)
+    from_archive = {s: int((dm.datasets[s].items[:, 0] == 1).sum()) for s in ("train", "validation", "test")}
+    assert all(from_archive.values())  # the archive is split by speaker too
+    assert _speakers(dm, "validation") == {"spk000", "spk001"}  # the first root still follows its lists
+    with pytest.raises(DataError, match="one rule per root"):
+        SpeechCommandsDataModule(root=[str(tone_corpus), str(archive)], split=["auto"])

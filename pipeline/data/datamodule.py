@@ -76,7 +76,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             lists, 0 for every-word tasks; 0 drops the class).
         unknown_share: Other-word clips labelled ``_unknown_``, same fraction and defaults.
         split: ``auto`` (list files if present, else speaker hash; an archive-layout root is all test),
-            ``hash`` (speaker hash, ignoring list files) or ``test`` (the whole root is the test split).
+            ``hash`` (speaker hash, ignoring list files) or ``test`` (the whole root is the test split);
+            a list gives one rule per root.
         validation_percentage: Share of speakers hashed into validation.
         testing_percentage: Share of speakers hashed into test.
         noise_dir: Extra folder of background-noise recordings (besides each root's ``_background_noise_``).
@@ -96,7 +97,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         task: str | list[str] = "12",
         silence_share: float | None = None,
         unknown_share: float | None = None,
-        split: Literal["auto", "hash", "test"] = "auto",
+        split: Literal["auto", "hash", "test"] | list[Literal["auto", "hash", "test"]] = "auto",
         validation_percentage: float = 10.0,
         testing_percentage: float = 10.0,
         noise_dir: str | None = None,
@@ -113,7 +114,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.weights = list(weights) if weights is not None else [1.0] * len(self.roots)
         if len(self.weights) != len(self.roots) or any(w < 0 for w in self.weights) or not sum(self.weights):
             raise DataError("data.weights must give one non-negative weight per root, not all zero")
-        self.version, self.download, self.split = version, download, split
+        self.splits = [split] * len(self.roots) if isinstance(split, str) else list(split)
+        if len(self.splits) != len(self.roots):
+            raise DataError("data.split must be one rule, or one rule per root")
+        self.version, self.download = version, download
         self.task: Task = make_task(str(task) if isinstance(task, int) else task, version, silence_share, unknown_share)
         self.labels: list[str] = self.task.labels
         self.percentages = (validation_percentage, testing_percentage)
@@ -164,15 +168,16 @@ class SpeechCommandsDataModule(L.LightningDataModule):
 
     def _assign(self, store: int, corpus: Corpus, errors: dict[str, str], splits: dict[str, _Split]) -> None:
         index = {label: i for i, label in enumerate(self.labels)}
+        rule = self.splits[store]
         per_split: dict[str, dict[str, list[tuple[int, int]]]] = {s: {"known": [], "other": []} for s in SPLITS}
         skipped = 0
         for row, clip in enumerate(corpus.clips):
             if str(clip.path) in errors:
                 continue
-            if self.split == "test" or (self.split == "auto" and corpus.layout == "archive"):
+            if rule == "test" or (rule == "auto" and corpus.layout == "archive"):
                 split = "test"
             else:
-                split = corpus.split_of(clip, *self.percentages, use_lists=self.split == "auto")
+                split = corpus.split_of(clip, *self.percentages, use_lists=rule == "auto")
             word = clip.word
             if word in index and word not in (SILENCE, UNKNOWN):
                 per_split[split]["known"].append((row, index[word]))

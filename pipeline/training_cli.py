@@ -1,0 +1,137 @@
+"""The training commands (``kws fit|validate|test|predict``), built on ``LightningCLI``.
+
+Every run of ``kws fit`` lives in ``runs/<run>/``: ``config.yaml`` (the full resolved config),
+``checkpoints/best.ckpt`` and ``checkpoints/last.ckpt``, and ``logs/version_N/metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger
+
+from pipeline.console import console
+from pipeline.data.datamodule import SpeechCommandsDataModule
+from pipeline.errors import KWSError
+from pipeline.files import atomic_path
+from pipeline.module import KWSModule
+
+RUNS_DIR = Path("runs")
+CONFIG_FILE = "config.yaml"
+BEST, LAST = "best", "last"
+
+class SaveRunConfig(SaveConfigCallback):
+    """Write the resolved config to ``runs/<run>/config.yaml`` when training starts."""
+
+    def __init__(self, *args: Any, run_dir: Path, **kwargs: Any) -> None:
+        super().__init__(*args, save_to_log_dir=False, **kwargs)
+        self.run_dir = run_dir
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        with atomic_path(self.run_dir / CONFIG_FILE) as tmp:
+            self.parser.save(self.config, tmp, overwrite=True, multifile=False, format="yaml")
+
+
+class KWSCLI(LightningCLI):
+    """LightningCLI with a run folder per ``--run`` name and labels that follow the checkpoint."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--run",
+            type=str | None,
+            default=None,
+            help="Run name: outputs go to runs/<run>/ (default: the name of the first --config file).",
+        )
+
+    def _run_dir(self) -> Path:
+        cfg = self.config[self.subcommand]
+        if cfg.get("run"):
+            return RUNS_DIR / cfg.run
+        configs = cfg.get("config") or []
+        return RUNS_DIR / (Path(str(configs[0])).stem if configs else "kws")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        cfg = self._get(self.config_init, "trainer", default={})
+        callbacks = list(cfg.get("callbacks") or [])
+        if self.subcommand == "fit":
+            run_dir = self._run_dir()
+            if (run_dir / CONFIG_FILE).exists() and not self.config.fit.get("ckpt_path"):
+                raise KWSError(
+                    f"{run_dir} already holds a run: resume it with --ckpt_path last, or choose another --run name"
+                )
+            self.save_config_kwargs["run_dir"] = run_dir
+            if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+                ckpt_dir = run_dir / "checkpoints"
+                callbacks.append(ModelCheckpoint(ckpt_dir, BEST, monitor="val_acc", mode="max"))
+                callbacks.append(ModelCheckpoint(ckpt_dir, LAST))  # every epoch, for --ckpt_path last
+            if cfg.get("logger") in (None, True):
+                kwargs["logger"] = CSVLogger(run_dir, name="logs")
+            callbacks.append(LearningRateMonitor("epoch"))
+            kwargs.setdefault("default_root_dir", str(run_dir))
+        else:
+            self.save_config_callback = None
+            ckpt = self.config[self.subcommand].get("ckpt_path")
+            kwargs.setdefault("logger", False)
+            kwargs.setdefault("default_root_dir", str(Path(ckpt).parent if ckpt else self._run_dir()))
+        if not any(isinstance(c, RichProgressBar) for c in callbacks) and sys.stdout.isatty():
+            callbacks.append(RichProgressBar())
+        return super().instantiate_trainer(callbacks=callbacks, **kwargs)
+
+    def _labels_from_checkpoint(self) -> None:
+        if self.model.labels:
+            self.datamodule.use_labels(self.model.labels)
+
+    before_validate = before_test = before_predict = _labels_from_checkpoint
+
+    def after_fit(self) -> None:
+        checkpoint = self.trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") or getattr(checkpoint, "last_model_path", "")
+        if best and self.trainer.is_global_zero:
+            run_dir = Path(best).parent.parent
+            console.print(f"best checkpoint: {best}")
+            console.print(f"test it with:    kws test --config {run_dir / CONFIG_FILE} --ckpt_path {best}")
+
+
+def make_cli(args: list[str] | None = None, run: bool = True) -> KWSCLI:
+    """Build (and by default run) the training CLI on ``args``."""
+    return KWSCLI(
+        KWSModule,
+        SpeechCommandsDataModule,
+        save_config_callback=SaveRunConfig,
+        seed_everything_default=0,
+        trainer_defaults={"max_epochs": 30, "log_every_n_steps": 10, "deterministic": False},
+        parser_kwargs={"description": "Train and score keyword-spotting models (see README.md)."},
+        args=args,
+        run=run,
+    )
+
+
+NOISY_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\)",  # torch/Lightning version skew, harmless
+    r".*callbacks used to create the checkpoint need to be provided",  # test/validate need no ModelCheckpoint
+    r".*smaller than the logging interval",
+    r".*does not have many workers",  # clips come from memory; workers do not help
+)
+
+
+def _quiet_lightning() -> None:
+    for pattern in NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
+
+
+def run_training(args: list[str] | None) -> None:
+    """Run a training command on ``args`` (``None``: the process's own arguments)."""
+    torch.set_float32_matmul_precision("high")
+    _quiet_lightning()
+    make_cli(args)
