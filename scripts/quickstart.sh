@@ -8,7 +8,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 corpus=data/synth_gsc12
 run=runs/quickstart
 
-kws synth --words gsc-v2-12 --out "$corpus"
+kws synth --words gsc-v2-12 --clips-per-voice 3 --out "$corpus"
 if [ -f "$run/config.yaml" ]; then
   kws fit --config configs/quickstart.yaml --data.root "$corpus" --ckpt_path last   # finish or reuse the run
 else
