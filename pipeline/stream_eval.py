@@ -34,25 +34,18 @@ import torch
 from rich.table import Table
 
 from pipeline.audio import AUDIO_SUFFIXES, SAMPLE_RATE, AudioError, load_audio, resample, save_audio
-from pipeline.console import console, err_console
+from pipeline.console import console
 from pipeline.data.speech_commands import NOISE_DIR, SILENCE, SPLITS, scan
 from pipeline.errors import KWSError
 from pipeline.files import write_text
-from pipeline.module import KWSModule
-from pipeline.streaming import (
-    SMOOTH_MS,
-    STRIDE_MS,
-    SUPPRESSION_MS,
-    THRESHOLD,
-    Detection,
-    Detector,
-    Settings,
-    Windowing,
-    decide,
-    load_model,
-    offline_scores,
+from pipeline.streaming import Classifier, Detection, Settings, Windowing, decide, offline_scores
+from pipeline.transcribe import (
+    add_detector_arguments,
+    detector_from_args,
+    expand_inputs,
+    print_error,
+    transcribe_source,
 )
-from pipeline.transcribe import CHUNK_SAMPLES, expand_inputs, transcribe_source
 
 MINUTES = 10.0  # default stream length
 GAP_SECONDS = (1.0, 3.0)  # silence between one word's end and the next word's start, uniform
@@ -66,10 +59,12 @@ TOLERANCE_MS = 500.0
 TRUTH_HEADER = ("word", "start", "end")
 
 # grid of tune(): thresholds x smoothing spans x suppression times, at each stride
-TUNE_THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+TUNE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 TUNE_SMOOTH_MS = (100.0, 200.0, 300.0, 500.0)
 TUNE_SUPPRESSION_MS = (0.0, 250.0, 500.0, 1000.0)
-TUNE_STRIDES_MS = (STRIDE_MS,)
+TUNE_STRIDES_MS = (100.0, 200.0)
+TUNE_SLACK = 0.02  # objectives this close to the best (share of the truth words) are ties
+TUNE_SHOWN = 5  # settings printed by kws evaluate-stream --tune
 
 
 @dataclass(frozen=True)
@@ -115,7 +110,7 @@ def make_stream(
     source: str | Path,
     noise_dir: str | Path | None = None,
     minutes: float = MINUTES,
-    snr_db: float | None = SNR_DB,
+    snr_db: float = SNR_DB,
     noise_level: float | None = None,
     seed: int = 0,
     words: Sequence[str] | None = None,
@@ -146,7 +141,7 @@ def make_stream(
     if not clips:
         raise KWSError(f"{source} holds no clips of the requested words in the {split} split")
     noise_dir = Path(noise_dir) if noise_dir else Path(source) / NOISE_DIR
-    noise_files = sorted(p for p in noise_dir.glob("*") if p.suffix.lower() in AUDIO_SUFFIXES) if noise_dir.is_dir() else []
+    noise_files = sorted(p for p in noise_dir.glob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not noise_files:
         raise KWSError(f"no background-noise audio files in {noise_dir}: give a folder of recordings with --noise")
     noises = [n for n in (load_audio(p).numpy() for p in noise_files) if len(n) > 2 * FADE_SECONDS * SAMPLE_RATE]
@@ -203,8 +198,10 @@ def read_truth(path: str | Path) -> list[TruthWord]:
     """
     try:
         rows = list(csv.reader(Path(path).read_text().splitlines()))
-    except (OSError, UnicodeDecodeError) as err:
-        raise KWSError(f"{path}: cannot read the truth file ({err.__class__.__name__})") from None
+    except OSError as err:
+        raise KWSError(f"cannot read the truth file {path} ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise KWSError(f"{path} is not a text file of word,start,end rows") from None
     truth = []
     for n, row in enumerate(rows, start=1):
         if not row or (n == 1 and tuple(c.strip() for c in row) == TRUTH_HEADER):
@@ -261,13 +258,13 @@ def score_stream(
     return StreamStats(len(targets), len(matched & targets), correct, wrong, false_positives, seconds)
 
 
-def vocabulary(module: KWSModule) -> set[str]:
+def vocabulary(module: Classifier) -> set[str]:
     """The words a model can emit (its labels less ``_silence_`` and ``_unknown_``)."""
     return {label for label in module.labels if not label.startswith("_")}
 
 
 def tune(
-    module: KWSModule,
+    module: Classifier,
     audio: np.ndarray | torch.Tensor,
     truth: list[TruthWord],
     sample_rate: int = SAMPLE_RATE,
@@ -280,9 +277,11 @@ def tune(
     """Score every setting of the grid on a development stream; best first.
 
     The model runs once per stride (the offline reference, equal to the streaming engine); every threshold,
-    smoothing span and suppression time replays the decision rule on those outputs. The ranking is by
-    ``correct - wrong - false positives``, then fewer false positives, then the higher threshold, the longer
-    stride (cheaper), and the shorter smoothing (less delay).
+    smoothing span and suppression time replays the decision rule on those outputs. The objective is
+    ``correct - wrong - false positives``. Settings within ``TUNE_SLACK`` (a share of the truth words) of the
+    best objective count as equally good, and among them the most conservative come first: the higher
+    threshold, then the longer suppression, the longer smoothing and the longer stride (cheaper). This guards
+    against false accepts that a short development stream may not show. The rest follow by objective.
     """
     rate = module.front_end.config.sample_rate
     wave = resample(torch.as_tensor(np.asarray(audio, dtype=np.float32)).reshape(-1), sample_rate, rate)
@@ -298,9 +297,16 @@ def tune(
             found = decide(probs[: base + settings.smooth_windows - 1], labels, settings, windowing)
             results.append((settings, score_stream(found, truth, words, seconds, tolerance_s)))
 
+    def objective(stats: StreamStats) -> int:
+        return stats.correct - stats.wrong - stats.false_positives
+
+    cutoff = max(objective(r) for _, r in results) - TUNE_SLACK * results[0][1].ground_truth
+
     def rank(item: tuple[Settings, StreamStats]) -> tuple:
         s, r = item
-        return (r.correct - r.wrong - r.false_positives, -r.false_positives, s.threshold, s.stride_ms, -s.smooth_ms)
+        if objective(r) >= cutoff:
+            return (1, s.threshold, s.suppression_ms, s.smooth_ms, s.stride_ms, objective(r))
+        return (0, objective(r), 0.0, 0.0, 0.0, 0)
 
     return sorted(results, key=rank, reverse=True)
 
@@ -356,25 +362,21 @@ def evaluate_stream_parser() -> argparse.ArgumentParser:
                         help=f"largest distance between a detection's and a word's centre (default: {TOLERANCE_MS:g})")
     parser.add_argument("--noise-only", nargs="+", metavar="AUDIO",
                         help="files or folders of audio without command words: report false accepts per hour")
-    parser.add_argument("--threshold", type=float, default=THRESHOLD, help=f"detector threshold (default: {THRESHOLD})")
-    parser.add_argument("--stride-ms", type=float, default=STRIDE_MS, help=f"detector stride (default: {STRIDE_MS:g})")
-    parser.add_argument("--smooth-ms", type=float, default=SMOOTH_MS, help=f"detector smoothing (default: {SMOOTH_MS:g})")
-    parser.add_argument("--suppression-ms", type=float, default=SUPPRESSION_MS,
-                        help=f"detector suppression (default: {SUPPRESSION_MS:g})")
-    parser.add_argument("--chunk-samples", type=int, default=CHUNK_SAMPLES,
-                        help=f"audio frames per block (default: {CHUNK_SAMPLES})")
+    add_detector_arguments(parser)
     parser.add_argument("--tune", action="store_true",
                         help="search threshold, smoothing and suppression on this stream and print the best settings")
     return parser
 
 
-def _stats_table(rows: list[tuple[str, StreamStats]], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("settings", "words", "matched", "correct", "wrong", "false pos.", "FA/hour"):
-        table.add_column(column, justify="left" if column == "settings" else "right")
-    for name, s in rows:
-        table.add_row(name, str(s.ground_truth), *(f"{s.percent(c):.1f}%" for c in (s.matched, s.correct, s.wrong,
-                      s.false_positives)), f"{s.false_accepts_per_hour:.1f}")  # fmt: skip
+def _stats_table(rows: list[tuple[Settings, StreamStats]], title: str) -> Table:
+    """Rates as percentages of the truth words; settings as threshold, stride, smoothing, suppression (ms)."""
+    table = Table(title=f"{title}, {rows[0][1].ground_truth} command words")
+    for column in ("thr stride smooth supp", "matched", "correct", "wrong", "false pos.", "FA/hour"):
+        table.add_column(column, justify="right")
+    for s, r in rows:
+        rates = (f"{r.percent(c):.1f}%" for c in (r.matched, r.correct, r.wrong, r.false_positives))
+        settings = f"{s.threshold:g} {s.stride_ms:g} {s.smooth_ms:g} {s.suppression_ms:g}"
+        table.add_row(settings, *rates, f"{r.false_accepts_per_hour:.1f}")
     return table
 
 
@@ -382,20 +384,17 @@ def evaluate_stream_main(argv: list[str]) -> int:
     """Entry point of ``kws evaluate-stream``; returns the exit status."""
     args = evaluate_stream_parser().parse_args(argv)
     truth = read_truth(args.truth or truth_path(args.stream))
-    module = load_model(args.ckpt)
-    tolerance = args.tolerance_ms / 1000
+    detector = detector_from_args(args)
+    module, tolerance = detector.module, args.tolerance_ms / 1000
     if args.tune:
         ranked = tune(module, load_audio(args.stream, module.front_end.config.sample_rate), truth,
                       tolerance_s=tolerance)  # fmt: skip
-        rows = [(f"t={s.threshold:g} smooth={s.smooth_ms:g} supp={s.suppression_ms:g} stride={s.stride_ms:g}", r)
-                for s, r in ranked[:5]]  # fmt: skip
-        console.print(_stats_table(rows, f"{args.stream}: best detector settings"))
+        console.print(_stats_table(ranked[:TUNE_SHOWN], f"{args.stream}: best detector settings"))
         return 0
-    detector = Detector(module, args.threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
     result = transcribe_source(detector, args.stream, args.chunk_samples)
     stats = score_stream(result.words, truth, vocabulary(module), result.seconds, tolerance)
     title = f"{args.stream}: {result.seconds / 60:.1f} min, tolerance {args.tolerance_ms:g} ms"
-    console.print(_stats_table([(f"t={args.threshold:g}", stats)], title))
+    console.print(_stats_table([(detector.settings, stats)], title))
     if args.noise_only:
         sources, errors = expand_inputs(args.noise_only)
         false_accepts, seconds = 0, 0.0
@@ -407,7 +406,7 @@ def evaluate_stream_main(argv: list[str]) -> int:
                 continue
             false_accepts, seconds = false_accepts + len(noise.words), seconds + noise.seconds
         for message in errors:
-            err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+            print_error(message)
         if seconds:
             console.print(f"noise only: {false_accepts} false accepts in {seconds / 60:.1f} min "
                           f"= {false_accepts * 3600 / seconds:.1f} per hour", highlight=False)  # fmt: skip

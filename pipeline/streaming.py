@@ -27,8 +27,9 @@ window a little, so the span can be narrower than the word; its centre is the re
 never the raw top class within the smoothing span, the decision window itself is reported.
 
 **Delay.** A word is emitted when its run ends (the first window whose raw top class is another label) or
-reaches ``W / S`` windows; that window ends at most one window plus one stride (``W + S`` = 1.1 s at the
-default stride) after the reported end of the word. Add the caller's chunk length for the wall-clock delay.
+reaches ``W / S`` windows, or at once when it is decided after its run ended. The window that emits it ends at
+most ``W + (K - 1) * S`` after the reported end of the word (1 s at the defaults) in stream time; add the
+caller's chunk length for the wall-clock delay.
 
 **End of stream.** :meth:`Detector.flush` pads with zeros up to the end of the next window (a stream shorter
 than one window becomes exactly one zero-padded window), then ``K - 1`` strides more so that the moving
@@ -41,29 +42,67 @@ chunking; only the length of the last block may differ from the whole-file funct
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torchaudio.functional.functional as _taf
-from torch import Tensor
+from torch import Tensor, nn
 
 from pipeline.audio import CLIP_SECONDS, SAMPLE_RATE, _first_line, resample, to_mono
 from pipeline.errors import KWSError
-from pipeline.features import FeatureStream, FrontEnd
-from pipeline.module import KWSModule
+from pipeline.features import FeatureConfig, FeatureStream, FrontEnd
+from pipeline.models import ModelConfig, build_model
 
-# Defaults, tuned with stream_eval.tune() on a tone-word development stream (see the report in stream_eval)
-STRIDE_MS = 100.0  # one model call per 100 ms of audio
-THRESHOLD = 0.6  # smoothed softmax score a word must exceed
-SMOOTH_MS = 300.0  # moving average over the last 3 windows at the default stride
-SUPPRESSION_MS = 500.0  # refractory period after an emitted word
-MAX_BATCH = 64  # windows per model call: on one CPU thread the cost per window stops falling beyond ~32-64
+# Defaults, tuned with pipeline.stream_eval.tune() on a 10-minute development stream (kws make-stream, 6 dB SNR)
+# of tone words: 4 target words and 8 other words, 6 of them never seen in training, scored with a BC-ResNet-1
+# trained on the tone corpus of tests/conftest.py. Strides of 100 and 200 ms gave the same counts there, so the
+# cheaper one; smoothing over more than one window cost 2 of 82 words, so none by default. Tone words are not
+# speech: re-tune on a stream of real words with `kws evaluate-stream --tune`.
+STRIDE_MS = 200.0  # one model call per 200 ms of audio
+THRESHOLD = 0.5  # smoothed softmax score a word must exceed
+SMOOTH_MS = 200.0  # moving average over the last window(s): one window at the default stride
+SUPPRESSION_MS = 1000.0  # refractory period after an emitted word
+INFERENCE = ("front_end", "encoder")  # the parts of a KWSModule's state dict that inference uses
+MAX_BATCH = 32  # windows per model call: on one CPU thread the cost per window is lowest near 32
+
+
+class Classifier(Protocol):
+    """What the engine needs of a model: a :class:`~pipeline.module.KWSModule`, or the :class:`KWSModel` that
+    :func:`load_model` returns."""
+
+    labels: list[str] | None
+    front_end: FrontEnd
+
+    def classify(self, features: Tensor) -> Tensor: ...
+
+    def eval(self) -> Any: ...
+
+
+class KWSModel(nn.Module):
+    """The inference half of a :class:`~pipeline.module.KWSModule`: front end, acoustic model and labels.
+
+    It holds the same weights under the same names, without Lightning (which the tools then never import).
+    """
+
+    def __init__(self, labels: list[str], features: FeatureConfig, model: ModelConfig) -> None:
+        super().__init__()
+        self.labels = list(labels)
+        self.front_end = FrontEnd(features)
+        self.encoder = build_model(model, len(self.labels), self.front_end.n_features)
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """``(batch, samples)`` audio at the front end's rate -> ``(batch, n_classes)`` logits."""
+        return self.classify(self.front_end(waveform))
+
+    def classify(self, features: Tensor) -> Tensor:
+        """``(batch, n_features, frames)`` features -> logits."""
+        return self.encoder(features)
 
 
 @dataclass(frozen=True)
@@ -237,7 +276,7 @@ def decide(probs: Iterable[np.ndarray], labels: list[str], settings: Settings, w
 
 
 @torch.inference_mode()
-def window_probs(module: KWSModule, features: Tensor) -> np.ndarray:
+def window_probs(module: Classifier, features: Tensor) -> np.ndarray:
     """``(batch, n_features, frames)`` features -> ``(batch, n_classes)`` softmax probabilities (float64)."""
     return module.classify(features.contiguous()).softmax(-1).double().numpy()
 
@@ -293,10 +332,10 @@ def _as_mono_tensor(samples: np.ndarray | Tensor) -> Tensor:
 
 
 class Detector:
-    """Streaming keyword detector over a :class:`~pipeline.module.KWSModule`.
+    """Streaming keyword detector.
 
     Args:
-        module: A trained module (put in eval mode here).
+        module: A trained model (put in eval mode here): :func:`load_model`'s, or a ``KWSModule``.
         threshold: Smoothed score a word must exceed.
         stride_ms: Step between model windows; a multiple of the feature hop.
         smooth_ms: Span of the moving average of model outputs.
@@ -313,7 +352,7 @@ class Detector:
 
     def __init__(
         self,
-        module: KWSModule,
+        module: Classifier,
         threshold: float = THRESHOLD,
         stride_ms: float = STRIDE_MS,
         smooth_ms: float = SMOOTH_MS,
@@ -398,7 +437,7 @@ class Detector:
 
 
 def offline_scores(
-    module: KWSModule, audio: Tensor, stride_ms: float = STRIDE_MS, tail_windows: int = 0, max_batch: int = MAX_BATCH
+    module: Classifier, audio: Tensor, stride_ms: float = STRIDE_MS, tail_windows: int = 0, max_batch: int = MAX_BATCH
 ) -> np.ndarray:
     """The offline reference: ``(windows, classes)`` softmax outputs of every window of a whole signal.
 
@@ -417,7 +456,7 @@ def offline_scores(
 
 
 def offline_detect(
-    module: KWSModule, audio: np.ndarray | Tensor, sample_rate: int = SAMPLE_RATE, settings: Settings | None = None
+    module: Classifier, audio: np.ndarray | Tensor, sample_rate: int = SAMPLE_RATE, settings: Settings | None = None
 ) -> list[Detection]:
     """The offline reference detections of a whole signal: :func:`offline_scores`, then :func:`decide`.
 
@@ -429,8 +468,8 @@ def offline_detect(
     return decide(probs, list(module.labels), settings, Windowing.of(module.front_end, settings.stride_ms))
 
 
-def load_model(path: str | os.PathLike) -> KWSModule:
-    """Load a ``kws fit`` checkpoint for inference (CPU, eval mode).
+def load_model(path: str | os.PathLike) -> KWSModel:
+    """Load the inference part of a ``kws fit`` checkpoint (CPU, eval mode, no gradients).
 
     Raises:
         KWSError: one sentence naming the file: missing, not a PyTorch file, not a kws checkpoint, or weights
@@ -441,16 +480,19 @@ def load_model(path: str | os.PathLike) -> KWSModule:
         raise KWSError(f"checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for foreign files (pickle, zip, runtime errors)
-        raise KWSError(f"{path} is not a readable PyTorch checkpoint ({_first_line(err)[:200]})") from None
+    except OSError as err:
+        raise KWSError(f"cannot read the checkpoint {path} ({err.strerror or _first_line(err)})") from None
+    except Exception:  # torch raises many types for foreign files (pickle, zip, runtime errors)
+        raise KWSError(f"{path} is not a PyTorch checkpoint of tensors and plain data (the only kind loaded)") from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or "state_dict" not in checkpoint or not hparams.get("labels"):
+    if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict) or not hparams.get("labels"):
         raise KWSError(f"{path} is not a kws checkpoint: it lacks the model's hyper-parameters, labels or weights")
-    accepted = inspect.signature(KWSModule).parameters
     try:
-        module = KWSModule(**{k: v for k, v in hparams.items() if k in accepted})
-        module.load_state_dict(checkpoint["state_dict"])
+        model = KWSModel(
+            hparams["labels"], FeatureConfig(**hparams.get("features") or {}), ModelConfig(**hparams.get("model") or {})
+        )
+        model.load_state_dict({k: v for k, v in checkpoint["state_dict"].items() if k.split(".")[0] in INFERENCE})
     except (KWSError, TypeError, ValueError, RuntimeError, KeyError) as err:
         raise KWSError(f"{path} does not hold a usable kws model ({_first_line(err)[:200]})") from None
-    module.requires_grad_(False)
-    return module.eval()
+    model.requires_grad_(False)
+    return model.eval()

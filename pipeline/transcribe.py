@@ -30,18 +30,23 @@ from pipeline.files import write_text
 from pipeline.streaming import STRIDE_MS, SMOOTH_MS, SUPPRESSION_MS, THRESHOLD, Detection, Detector, load_model
 
 STDIN = "-"
-CHUNK_SAMPLES = 64000  # frames read per block: 4 s at 16 kHz, 40 windows per model call at the default stride
+CHUNK_SAMPLES = 102400  # frames read per block: 6.4 s at 16 kHz, one full model batch (32 strides) per block
 PROGRESS_SECONDS = 60.0  # show a progress bar for files at least this long (when stderr is a terminal)
 FORMATS = ("text", "json", "jsonl", "csv", "srt")
 STREAMED = ("text", "jsonl", "csv")  # printed file by file as each is done; json and srt are written at the end
 FAILED = 1  # exit status when any input could not be transcribed
 
 
+def print_error(message: str) -> None:
+    """One ``error: ...`` line on stderr, as ``kws`` prints a :class:`KWSError`."""
+    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
 @dataclass
 class Transcript:
     """The words found in one input."""
 
-    name: str
+    file: str
     seconds: float
     words: list[Detection] = field(default_factory=list)
 
@@ -51,7 +56,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
 
     Returns the sources (each file once, in order) and one error sentence per input that names nothing usable.
     """
-    sources: list[str] = []
+    sources: dict[str, None] = {}  # ordered set
     errors: list[str] = []
     for item in inputs:
         path = Path(item)
@@ -68,8 +73,8 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
         else:
             found = []
             errors.append(f"{item}: no such file or folder")
-        sources += [s for s in found if s not in sources or s == STDIN]
-    return sources, errors
+        sources.update(dict.fromkeys(found))
+    return list(sources), errors
 
 
 def read_blocks(source: str, chunk_samples: int) -> Iterator[tuple[np.ndarray, int, int]]:
@@ -107,7 +112,10 @@ def read_blocks(source: str, chunk_samples: int) -> Iterator[tuple[np.ndarray, i
 
 
 def transcribe_source(
-    detector: Detector, source: str, chunk_samples: int = CHUNK_SAMPLES, on_block: Callable[[int, int], None] | None = None
+    detector: Detector,
+    source: str,
+    chunk_samples: int = CHUNK_SAMPLES,
+    on_block: Callable[[int, int], None] | None = None,
 ) -> Transcript:
     """Stream one input through ``detector`` (which is reset afterwards).
 
@@ -117,32 +125,30 @@ def transcribe_source(
         chunk_samples: Frames per block read.
         on_block: Called with ``(frames read so far, total frames or -1)`` after each block.
     """
-    name = "-" if source == STDIN else source
     words: list[Detection] = []
-    done = 0
+    done, rate = 0, 1
     try:
         for block, rate, total in read_blocks(source, chunk_samples):
             words += detector.push(block, rate)
             done += len(block)
             if on_block:
                 on_block(done, total)
-        seconds = detector.seconds
         words += detector.flush()
     finally:
         detector.reset()
-    return Transcript(name, seconds, words)
+    return Transcript(source, done / rate, words)
 
 
-def _clock(seconds: float, sep: str = ",") -> str:
+def _srt_time(seconds: float) -> str:
     ms = round(seconds * 1000)
-    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
 
 
 def render(transcripts: list[Transcript], fmt: str, header: bool = True) -> str:
     """Format transcripts as ``text``, ``json``, ``jsonl``, ``csv`` or ``srt``; ``header``: the CSV header line."""
     if fmt == "json":
         return json.dumps([{**asdict(t), "words": [asdict(w) for w in t.words]} for t in transcripts], indent=2) + "\n"
-    rows = [(t.name, w) for t in transcripts for w in t.words]
+    rows = [(t.file, w) for t in transcripts for w in t.words]
     if fmt == "jsonl":
         return "".join(json.dumps({"file": name, **asdict(w)}) + "\n" for name, w in rows)
     if fmt == "csv":
@@ -153,14 +159,14 @@ def render(transcripts: list[Transcript], fmt: str, header: bool = True) -> str:
         writer.writerows([name, w.word, f"{w.start:.3f}", f"{w.end:.3f}", f"{w.score:.3f}"] for name, w in rows)
         return out.getvalue()
     if fmt == "srt":
-        several = len(transcripts) > 1
+        prefix = (lambda name: f"{name}: ") if len(transcripts) > 1 else (lambda name: "")
         return "".join(
-            f"{n}\n{_clock(w.start)} --> {_clock(w.end)}\n{f'{name}: ' if several else ''}{w.word} ({w.score:.2f})\n\n"
+            f"{n}\n{_srt_time(w.start)} --> {_srt_time(w.end)}\n{prefix(name)}{w.word} ({w.score:.2f})\n\n"
             for n, (name, w) in enumerate(rows, start=1)
         )
     lines = []
     for t in transcripts:
-        lines.append(f"{t.name}  ({t.seconds:.1f} s, {len(t.words)} word{'s' * (len(t.words) != 1)})")
+        lines.append(f"{t.file}  ({t.seconds:.1f} s, {len(t.words)} word{'s' * (len(t.words) != 1)})")
         lines += [f"  {w.start:8.2f} - {w.end:8.2f} s  {w.word:<12} {w.score:.2f}" for w in t.words]
     return "\n".join(lines) + "\n"
 
@@ -176,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ckpt", required=True, help="model checkpoint written by kws fit (.ckpt)")
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     parser.add_argument("--output", "-o", help="write the result to this file (atomically) instead of stdout")
+    add_detector_arguments(parser)
+    return parser
+
+
+def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    """The detector flags shared by ``kws transcribe`` and ``kws evaluate-stream``."""
     parser.add_argument("--threshold", type=float, default=THRESHOLD,
                         help=f"smoothed score a word must exceed, 0-1 (default: {THRESHOLD})")
     parser.add_argument("--stride-ms", type=float, default=STRIDE_MS,
@@ -186,7 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"quiet time after each detected word (default: {SUPPRESSION_MS:g})")
     parser.add_argument("--chunk-samples", type=int, default=CHUNK_SAMPLES,
                         help=f"audio frames read and processed per block (default: {CHUNK_SAMPLES})")
-    return parser
+
+
+def detector_from_args(args: argparse.Namespace) -> Detector:
+    """Load ``--ckpt`` and build the detector the flags of :func:`add_detector_arguments` describe."""
+    if args.chunk_samples <= 0:
+        raise KWSError(f"--chunk-samples must be positive, not {args.chunk_samples}")
+    return Detector(load_model(args.ckpt), args.threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
 
 
 def _progress_callback(progress: Progress, name: str) -> Callable[[int, int], None]:
@@ -214,14 +232,12 @@ def _long_file(source: str) -> bool:
 def main(argv: list[str]) -> int:
     """Entry point of ``kws transcribe``; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.chunk_samples <= 0:
-        raise KWSError(f"--chunk-samples must be positive, not {args.chunk_samples}")
     sources, errors = expand_inputs(args.inputs)
     for message in errors:
-        err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+        print_error(message)
     if not sources:
         return FAILED
-    detector = Detector(load_model(args.ckpt), args.threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
+    detector = detector_from_args(args)
     transcripts: list[Transcript] = []
     streaming = args.output is None and args.format in STREAMED
     show_progress = err_console.is_terminal
@@ -230,12 +246,13 @@ def main(argv: list[str]) -> int:
             if show_progress and _long_file(source):
                 columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
                 with Progress(*columns, console=err_console, transient=True) as progress:
-                    result = transcribe_source(detector, source, args.chunk_samples, _progress_callback(progress, source))
+                    update = _progress_callback(progress, source)
+                    result = transcribe_source(detector, source, args.chunk_samples, update)
             else:
                 result = transcribe_source(detector, source, args.chunk_samples)
         except AudioError as err:
             errors.append(str(err))
-            err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+            print_error(str(err))
             continue
         transcripts.append(result)
         if streaming:

@@ -1,0 +1,139 @@
+"""Throughput and memory of streaming transcription on one CPU thread.
+
+Prints, for a checkpoint:
+
+* the streaming engine's speed as a multiple of real time (median of several runs over the same audio),
+  in memory and end to end from a WAV file (decoding included);
+* a naive baseline that, at every stride, cuts the window, recomputes its features and runs the model on it
+  alone, and the ratio between the two;
+* the resident memory (RSS, sampled from /proc/self/status) while ``kws transcribe`` code reads a generated
+  1-hour WAV file: it must stay flat.
+
+Usage: ``python scripts/bench_transcribe.py [--ckpt runs/quickstart/checkpoints/best.ckpt]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from pipeline.audio import SAMPLE_RATE
+from pipeline.streaming import STRIDE_MS, Classifier, Detector, Windowing, load_model, window_probs
+from pipeline.transcribe import CHUNK_SAMPLES, transcribe_source
+
+DEFAULT_CKPT = "runs/quickstart/checkpoints/best.ckpt"
+TARGET = 500.0  # goal, times real time
+RSS_INTERVAL = 0.2  # seconds between memory samples
+
+
+def bench_audio(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise with a tone burst every second: content does not change the cost, but keeps decisions busy."""
+    rng = np.random.default_rng(seed)
+    audio = rng.normal(0, 0.02, int(seconds * SAMPLE_RATE)).astype(np.float32)
+    t = np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE
+    for start in range(0, len(audio) - len(t), SAMPLE_RATE * 2):
+        audio[start : start + len(t)] += 0.3 * np.sin(2 * np.pi * rng.uniform(300, 1500) * t).astype(np.float32)
+    return audio
+
+
+def stream_once(detector: Detector, audio: np.ndarray, chunk: int) -> float:
+    """Seconds to push ``audio`` in ``chunk``-sample pieces and flush."""
+    start = time.perf_counter()
+    for i in range(0, len(audio), chunk):
+        detector.push(audio[i : i + chunk])
+    detector.flush()
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def naive_once(module: Classifier, audio: np.ndarray, stride_ms: float) -> float:
+    """Seconds for the naive loop: features and model of the whole window, one window per stride."""
+    w = Windowing.of(module.front_end, stride_ms)
+    wave = torch.from_numpy(audio)
+    start = time.perf_counter()
+    for s in range(0, len(audio) - w.samples + 1, w.stride):
+        window_probs(module, module.front_end(wave[s : s + w.samples])[None])
+    return time.perf_counter() - start
+
+
+def rss_mib() -> float:
+    """Resident set size of this process in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def write_long_wav(path: Path, seconds: float, block_seconds: float = 60.0) -> None:
+    """Write a long 16-bit WAV block by block (never the whole signal in memory)."""
+    with sf.SoundFile(path, "w", SAMPLE_RATE, 1, "PCM_16") as f:
+        for k in range(int(np.ceil(seconds / block_seconds))):
+            f.write(bench_audio(min(block_seconds, seconds - k * block_seconds), seed=k))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ckpt", default=DEFAULT_CKPT, help=f"checkpoint (default: {DEFAULT_CKPT})")
+    parser.add_argument("--stride-ms", type=float, default=STRIDE_MS, help=f"detector stride (default: {STRIDE_MS:g})")
+    parser.add_argument("--chunk-samples", type=int, default=CHUNK_SAMPLES, help="samples per push / block read")
+    parser.add_argument("--seconds", type=float, default=120.0, help="audio length of the throughput runs")
+    parser.add_argument("--runs", type=int, default=5, help="throughput runs (the median is reported)")
+    parser.add_argument("--naive-seconds", type=float, default=20.0, help="audio length of the naive baseline")
+    parser.add_argument("--hour-minutes", type=float, default=60.0, help="length of the memory test file")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    module = load_model(args.ckpt)
+    detector = Detector(module, stride_ms=args.stride_ms)
+    audio = bench_audio(args.seconds)
+    stream_once(detector, audio[: SAMPLE_RATE * 5], args.chunk_samples)  # warm-up
+    times = [stream_once(detector, audio, args.chunk_samples) for _ in range(args.runs)]
+    engine_x = args.seconds / statistics.median(times)
+    short = audio[: int(args.naive_seconds * SAMPLE_RATE)]
+    naive_x = args.naive_seconds / statistics.median(naive_once(module, short, args.stride_ms) for _ in range(3))
+    w = detector.windowing
+    print(f"checkpoint {args.ckpt}: {sum(p.numel() for p in module.parameters())} parameters, "
+          f"stride {args.stride_ms:g} ms ({SAMPLE_RATE / w.stride:g} windows per second), chunk {args.chunk_samples}")
+    print(f"streaming engine : {engine_x:7.1f} x real time (median of {args.runs} x {args.seconds:g} s, 1 thread)")
+    print(f"naive baseline   : {naive_x:7.1f} x real time (features + model of each window alone)")
+    print(f"speed-up         : {engine_x / naive_x:7.1f} x")
+    print(f"goal {TARGET:g} x real time: {'reached' if engine_x >= TARGET else 'not reached'}; "
+          f"engine time per window {1000 * statistics.median(times) / (args.seconds * SAMPLE_RATE / w.stride):.2f} ms")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "hour.wav"
+        write_long_wav(path, args.hour_minutes * 60)
+        samples: list[float] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                samples.append(rss_mib())
+                time.sleep(RSS_INTERVAL)
+
+        base = rss_mib()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        start = time.perf_counter()
+        result = transcribe_source(detector, str(path), args.chunk_samples)
+        elapsed = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    quarter = max(1, len(samples) // 4)
+    first, last = statistics.median(samples[:quarter]), statistics.median(samples[-quarter:])
+    print(f"{args.hour_minutes:g}-minute file: {result.seconds / elapsed:.1f} x real time end to end, "
+          f"{len(result.words)} detections")
+    print(f"RSS before {base:.1f} MiB, peak {max(samples):.1f} MiB; median of the first quarter of the run "
+          f"{first:.1f} MiB, of the last quarter {last:.1f} MiB (growth {last - first:+.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
