@@ -82,6 +82,7 @@ class KWSCLI(LightningCLI):
             self.save_config_callback = None
             ckpt = self.config[self.subcommand].get("ckpt_path")
             kwargs.setdefault("logger", False)
+            kwargs.setdefault("enable_checkpointing", False)
             kwargs.setdefault("default_root_dir", str(Path(ckpt).parent if ckpt else self._run_dir()))
         if not any(isinstance(c, RichProgressBar) for c in callbacks) and sys.stdout.isatty():
             callbacks.append(RichProgressBar())

@@ -14,7 +14,13 @@ if [ -f "$run/config.yaml" ]; then
 else
   kws fit --config configs/quickstart.yaml --data.root "$corpus"
 fi
-kws test --config "$run/config.yaml" --ckpt_path "$run/checkpoints/best.ckpt"
+ckpt="$run/checkpoints/best.ckpt"
+kws test --config "$run/config.yaml" --ckpt_path "$ckpt"
+# a one-minute file of words spoken by held-out voices over noise, transcribed by the streaming engine
+kws make-stream --source "$corpus" --split test --minutes 1 --out "$run/demo.wav"
+kws transcribe "$run/demo.wav" --ckpt "$ckpt"
 echo
-echo "checkpoint: $run/checkpoints/best.ckpt"
-echo "use it:     .venv/bin/kws test --config $run/config.yaml --ckpt_path $run/checkpoints/best.ckpt --data.root <folder>"
+echo "checkpoint: $ckpt"
+echo "use it:     .venv/bin/kws transcribe <audio files> --ckpt $ckpt"
+echo "            .venv/bin/python scripts/mic_demo.py --ckpt $ckpt          (live microphone)"
+echo "            .venv/bin/kws test --ckpt_path $ckpt --data.root <Speech Commands folder>"
