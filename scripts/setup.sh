@@ -24,6 +24,11 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 echo "setup: installing Python packages into .venv (a few minutes the first time)"
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[test]"
+log=.venv/pip.log
+if ! { .venv/bin/python -m pip install --upgrade pip &&
+       .venv/bin/python -m pip install -c scripts/constraints.txt -e ".[test]"; } >"$log" 2>&1; then
+  tail -n 30 "$log" >&2
+  echo "setup: pip failed; the whole log is in $log" >&2
+  exit 1
+fi
 echo "$want" > "$stamp"

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
+import torch
 
 from pipeline.audio import SAMPLE_RATE, save_audio
+from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.data.speech_commands import NOISE_DIR, SILENCE, TESTING_LIST, UNKNOWN, VALIDATION_LIST
+from pipeline.module import KWSModule
+
+WORDS = ["yes", "no", "up", "down"]  # the vocabulary of the `trained` model
+TRAIN_EPOCHS = 12
 
 
 def tone_word(word: str, rng: np.random.Generator, seconds: float = 1.0, rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -75,3 +84,38 @@ def tone_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four target words of the 12 task plus two other words, 10 speakers, list files and noise."""
     root = tmp_path_factory.mktemp("corpus") / "speech_commands"
     return make_corpus(root, ["yes", "no", "up", "down", "cat", "dog"], speakers=10, clips_per_speaker=3)
+
+
+def word_sequence(words: list[str], seed: int, gap: float = 0.6) -> np.ndarray:
+    """Tone words (1 s clips) separated by ``gap`` seconds of faint noise."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for word in words:
+        parts += [tone_word(word, rng), rng.normal(0, 0.003, int(gap * SAMPLE_RATE)).astype(np.float32)]
+    return np.concatenate(parts)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: faster for these tiny models, and kind to a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def trained(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BC-ResNet trained for a few epochs on the tone corpus; the path of its Lightning checkpoint."""
+    L.seed_everything(0, verbose=False)
+    data = SpeechCommandsDataModule(root=str(tone_corpus), task=WORDS, batch_size=16, cache_dir=None)
+    module = KWSModule(optimizer={"lr": 5e-3, "warmup_epochs": 1.0})
+    trainer = L.Trainer(max_epochs=TRAIN_EPOCHS, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    with one_thread():
+        trainer.fit(module, data)
+    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
+    trainer.save_checkpoint(path)
+    return path

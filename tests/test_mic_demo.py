@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 from rich.console import Console
-from test_streaming import WORDS, one_thread, trained, word_sequence  # noqa: F401  (trained: a fixture)
+from conftest import WORDS, one_thread, word_sequence
 
 from pipeline.audio import SAMPLE_RATE, resample
 from pipeline.cli import main as kws

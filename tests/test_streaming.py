@@ -8,27 +8,22 @@ import json
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import tone_word
+from conftest import WORDS, one_thread, word_sequence
 
 from pipeline.audio import SAMPLE_RATE, load_audio, resample, save_audio
 from pipeline.cli import main as kws
-from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.data.speech_commands import SILENCE, UNKNOWN
 from pipeline.module import KWSModule
 from pipeline.stream_eval import make_stream, read_truth, score_stream, vocabulary
 from pipeline.streaming import Detector, KWSModel, Settings, StreamResampler, load_model, offline_detect, offline_scores
 
-WORDS = ["yes", "no", "up", "down"]
 CHUNKS = (1, 160, 1234, 16000, None)  # None: the whole signal in one push
-TRAIN_EPOCHS = 12
 
 
 def stream_through(detector: Detector, audio: np.ndarray, chunk: int | None, rate: int = SAMPLE_RATE):
@@ -47,50 +42,15 @@ def stream_through(detector: Detector, audio: np.ndarray, chunk: int | None, rat
     return found, np.array(rows)
 
 
-def word_sequence(words: list[str], seed: int, gap: float = 0.6) -> np.ndarray:
-    """Tone words (1 s clips) separated by ``gap`` seconds of faint noise."""
-    rng = np.random.default_rng(seed)
-    parts = []
-    for word in words:
-        parts += [tone_word(word, rng), rng.normal(0, 0.003, int(gap * SAMPLE_RATE)).astype(np.float32)]
-    return np.concatenate(parts)
-
-
 def assert_same(a: list, b: list, tol: float = 1e-4) -> None:
     assert [(d.word, d.start, d.end) for d in a] == [(d.word, d.start, d.end) for d in b]
     assert np.allclose([d.score for d in a], [d.score for d in b], atol=tol)
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: faster for these tiny models, and kind to a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _single_thread() -> Iterator[None]:
     with one_thread():
         yield
-
-
-@pytest.fixture(scope="session")
-def trained(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A BC-ResNet trained for a few epochs on the tone corpus; the path of its Lightning checkpoint."""
-    L.seed_everything(0, verbose=False)
-    data = SpeechCommandsDataModule(root=str(tone_corpus), task=WORDS, batch_size=16, cache_dir=None)
-    module = KWSModule(optimizer={"lr": 5e-3, "warmup_epochs": 1.0})
-    trainer = L.Trainer(max_epochs=TRAIN_EPOCHS, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
-    with one_thread():
-        trainer.fit(module, data)
-    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
-    trainer.save_checkpoint(path)
-    return path
 
 
 # ---- the engine --------------------------------------------------------------------------------------------------
