@@ -25,7 +25,8 @@ class AudioError(KWSError):
     """An audio file that cannot be used; the message names the file and the reason."""
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
+    """The first line of an exception's message (or its type name): short enough for a one-line error."""
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
 
@@ -53,7 +54,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise AudioError(f"{path}: cannot read audio ({_first_line(err)})") from None
+        raise AudioError(f"{path}: cannot read audio ({first_line(err)})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no audio samples")
     return resample(torch.from_numpy(np.ascontiguousarray(to_mono(data))), sr, sample_rate)

@@ -48,7 +48,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.audio import AudioError, _first_line
+from pipeline.audio import AudioError, first_line
 from pipeline.console import console as stdout_console
 from pipeline.console import err_console
 from pipeline.errors import KWSError
@@ -159,7 +159,7 @@ class FileSource:
         try:
             self._file = sf.SoundFile(path)
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
-            raise AudioError(f"{path}: cannot read audio ({_first_line(err)})") from None
+            raise AudioError(f"{path}: cannot read audio ({first_line(err)})") from None
         if self._file.frames == 0:
             self._file.close()
             raise AudioError(f"{path}: the file holds no audio samples")
@@ -197,7 +197,7 @@ class FileSource:
                             return
                 self.tap.callback(block, len(block), None, None)
         except (sf.LibsndfileError, RuntimeError) as err:
-            self.error = AudioError(f"{self.name}: cannot decode audio ({_first_line(err)})")
+            self.error = AudioError(f"{self.name}: cannot decode audio ({first_line(err)})")
         finally:
             self.tap.end(self._stop)
 
@@ -224,7 +224,7 @@ class MicSource:
         except (ValueError, sd.PortAudioError) as err:
             if device is None:
                 raise KWSError("no audio input device found: connect a microphone (see --list-devices)") from None
-            raise KWSError(f"no usable input device {device!r} ({_first_line(err)}): see --list-devices") from None
+            raise KWSError(f"no usable input device {device!r} ({first_line(err)}): see --list-devices") from None
         self.name = str(info["name"])
         self.samplerate = int(samplerate or info["default_samplerate"])
         self.channels = 1
@@ -233,7 +233,7 @@ class MicSource:
             sd.check_input_settings(device, channels=1, dtype="float32", samplerate=self.samplerate)
         except (ValueError, sd.PortAudioError) as err:
             raise KWSError(f"input device {self.name!r} cannot capture mono at {self.samplerate} Hz "
-                           f"({_first_line(err)})") from None  # fmt: skip
+                           f"({first_line(err)})") from None  # fmt: skip
         try:
             self._stream = sd.InputStream(device=device, channels=1, samplerate=self.samplerate, dtype="float32",
                                           blocksize=block_size(self.samplerate, block_ms), callback=tap.callback)
@@ -249,7 +249,7 @@ class MicSource:
             raise self._unavailable("start", err) from None
 
     def _unavailable(self, action: str, err: Exception) -> KWSError:
-        return KWSError(f"cannot {action} input device {self.name!r}: busy or unavailable ({_first_line(err)})")
+        return KWSError(f"cannot {action} input device {self.name!r}: busy or unavailable ({first_line(err)})")
 
     def stop(self) -> None:
         """Stop capturing and release the device."""
@@ -408,7 +408,7 @@ def open_recording(path: str | os.PathLike, sample_rate: int, channels: int) -> 
         path.parent.mkdir(parents=True, exist_ok=True)
         sound = sf.SoundFile(tmp, "w", sample_rate, channels, "PCM_16", format="WAV")
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise KWSError(f"cannot write the recording {path} ({_first_line(err)})") from None
+        raise KWSError(f"cannot write the recording {path} ({first_line(err)})") from None
     try:
         yield sound
     finally:

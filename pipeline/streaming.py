@@ -54,7 +54,7 @@ import torch
 import torchaudio.functional.functional as _taf
 from torch import Tensor, nn
 
-from pipeline.audio import CLIP_SECONDS, SAMPLE_RATE, _first_line, resample, to_mono
+from pipeline.audio import CLIP_SECONDS, SAMPLE_RATE, first_line, resample, to_mono
 from pipeline.errors import KWSError
 from pipeline.features import FeatureConfig, FeatureStream, FrontEnd
 from pipeline.models import ModelConfig, build_model
@@ -481,7 +481,7 @@ def load_model(path: str | os.PathLike) -> KWSModel:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as err:
-        raise KWSError(f"cannot read the checkpoint {path} ({err.strerror or _first_line(err)})") from None
+        raise KWSError(f"cannot read the checkpoint {path} ({err.strerror or first_line(err)})") from None
     except Exception:  # torch raises many types for foreign files (pickle, zip, runtime errors)
         raise KWSError(f"{path} is not a PyTorch checkpoint of tensors and plain data (the only kind loaded)") from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
@@ -493,6 +493,6 @@ def load_model(path: str | os.PathLike) -> KWSModel:
         )
         model.load_state_dict({k: v for k, v in checkpoint["state_dict"].items() if k.split(".")[0] in INFERENCE})
     except (KWSError, TypeError, ValueError, RuntimeError, KeyError) as err:
-        raise KWSError(f"{path} does not hold a usable kws model ({_first_line(err)[:200]})") from None
+        raise KWSError(f"{path} does not hold a usable kws model ({first_line(err)[:200]})") from None
     model.requires_grad_(False)
     return model.eval()

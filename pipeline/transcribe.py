@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.audio import AUDIO_SUFFIXES, AudioError, _first_line, to_mono
+from pipeline.audio import AUDIO_SUFFIXES, AudioError, first_line, to_mono
 from pipeline.console import err_console, warn
 from pipeline.errors import KWSError
 from pipeline.files import write_text
@@ -90,7 +90,7 @@ def read_blocks(source: str, chunk_samples: int) -> Iterator[tuple[np.ndarray, i
         else:
             sound = sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
-        raise AudioError(f"{name}: cannot read audio ({_first_line(err)})") from None
+        raise AudioError(f"{name}: cannot read audio ({first_line(err)})") from None
     with sound:
         total = sound.frames if sound.seekable() else -1
         if total == 0:
@@ -102,7 +102,7 @@ def read_blocks(source: str, chunk_samples: int) -> Iterator[tuple[np.ndarray, i
             try:
                 block = sound.read(chunk_samples, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as err:
-                raise AudioError(f"{name}: cannot decode audio ({_first_line(err)})") from None
+                raise AudioError(f"{name}: cannot decode audio ({first_line(err)})") from None
             if not len(block):
                 break
             frames += len(block)
