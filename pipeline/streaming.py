@@ -42,8 +42,10 @@ chunking; only the length of the last block may differ from the whole-file funct
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +72,8 @@ SMOOTH_MS = 200.0  # moving average over the last window(s): one window at the d
 SUPPRESSION_MS = 1000.0  # refractory period after an emitted word
 INFERENCE = ("front_end", "encoder")  # the parts of a KWSModule's state dict that inference uses
 MAX_BATCH = 32  # windows per model call: on one CPU thread the cost per window is lowest near 32
+RUNTIMES = ("onnx", "torch")  # how load_model runs the acoustic model
+RUNTIME = "onnx"
 
 
 class Classifier(Protocol):
@@ -84,10 +88,42 @@ class Classifier(Protocol):
     def eval(self) -> Any: ...
 
 
+class OnnxEncoder:
+    """An acoustic model exported to ONNX and run by ONNX Runtime on the CPU.
+
+    About three times faster per window than eager PyTorch on one thread for these small convolutional models,
+    with the same outputs to about 1e-7.
+
+    Args:
+        encoder: The PyTorch model, ``(batch, n_features, frames)`` -> ``(batch, n_classes)``.
+        n_features: Feature rows per frame.
+        frames: Frames per window (fixed; the batch size is free).
+        threads: ONNX Runtime intra-op threads.
+    """
+
+    def __init__(self, encoder: nn.Module, n_features: int, frames: int, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                encoder.eval(), (torch.zeros(1, n_features, frames),), buffer, input_names=["features"],
+                output_names=["logits"], dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
+            )  # fmt: skip
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, features: Tensor) -> Tensor:
+        return torch.from_numpy(self.session.run(None, {"features": features.float().contiguous().numpy()})[0])
+
+
 class KWSModel(nn.Module):
     """The inference half of a :class:`~pipeline.module.KWSModule`: front end, acoustic model and labels.
 
     It holds the same weights under the same names, without Lightning (which the tools then never import).
+    :meth:`use_onnx` moves the acoustic model to ONNX Runtime.
     """
 
     def __init__(self, labels: list[str], features: FeatureConfig, model: ModelConfig) -> None:
@@ -95,6 +131,13 @@ class KWSModel(nn.Module):
         self.labels = list(labels)
         self.front_end = FrontEnd(features)
         self.encoder = build_model(model, len(self.labels), self.front_end.n_features)
+        self.onnx: OnnxEncoder | None = None
+
+    def use_onnx(self, threads: int | None = None) -> KWSModel:
+        """Run the acoustic model with ONNX Runtime (``threads``: default torch's intra-op thread count)."""
+        frames = self.front_end.num_frames(round(CLIP_SECONDS * self.front_end.config.sample_rate))
+        self.onnx = OnnxEncoder(self.encoder, self.front_end.n_features, frames, threads or torch.get_num_threads())
+        return self
 
     def forward(self, waveform: Tensor) -> Tensor:
         """``(batch, samples)`` audio at the front end's rate -> ``(batch, n_classes)`` logits."""
@@ -102,7 +145,7 @@ class KWSModel(nn.Module):
 
     def classify(self, features: Tensor) -> Tensor:
         """``(batch, n_features, frames)`` features -> logits."""
-        return self.encoder(features)
+        return self.encoder(features) if self.onnx is None else self.onnx(features)
 
 
 @dataclass(frozen=True)
@@ -468,8 +511,10 @@ def offline_detect(
     return decide(probs, list(module.labels), settings, Windowing.of(module.front_end, settings.stride_ms))
 
 
-def load_model(path: str | os.PathLike) -> KWSModel:
+def load_model(path: str | os.PathLike, runtime: str = RUNTIME) -> KWSModel:
     """Load the inference part of a ``kws fit`` checkpoint (CPU, eval mode, no gradients).
+
+    ``runtime``: ``onnx`` (ONNX Runtime, the fastest on a CPU) or ``torch`` (eager PyTorch).
 
     Raises:
         KWSError: one sentence naming the file: missing, not a PyTorch file, not a kws checkpoint, or weights
@@ -495,4 +540,5 @@ def load_model(path: str | os.PathLike) -> KWSModel:
     except (KWSError, TypeError, ValueError, RuntimeError, KeyError) as err:
         raise KWSError(f"{path} does not hold a usable kws model ({first_line(err)[:200]})") from None
     model.requires_grad_(False)
-    return model.eval()
+    model.eval()
+    return model.use_onnx() if runtime == "onnx" else model

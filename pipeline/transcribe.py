@@ -27,7 +27,17 @@ from pipeline.audio import AUDIO_SUFFIXES, AudioError, first_line, to_mono
 from pipeline.console import err_console, warn
 from pipeline.errors import KWSError
 from pipeline.files import write_text
-from pipeline.streaming import STRIDE_MS, SMOOTH_MS, SUPPRESSION_MS, THRESHOLD, Detection, Detector, load_model
+from pipeline.streaming import (
+    RUNTIME,
+    RUNTIMES,
+    SMOOTH_MS,
+    STRIDE_MS,
+    SUPPRESSION_MS,
+    THRESHOLD,
+    Detection,
+    Detector,
+    load_model,
+)
 
 STDIN = "-"
 CHUNK_SAMPLES = 102400  # frames read per block: 6.4 s at 16 kHz, one full model batch (32 strides) per block
@@ -198,13 +208,16 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"quiet time after each detected word (default: {SUPPRESSION_MS:g})")
     parser.add_argument("--chunk-samples", type=int, default=CHUNK_SAMPLES,
                         help=f"audio frames read and processed per block (default: {CHUNK_SAMPLES})")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=RUNTIME,
+                        help=f"how the acoustic model runs: ONNX Runtime or eager PyTorch (default: {RUNTIME})")
 
 
 def detector_from_args(args: argparse.Namespace) -> Detector:
     """Load ``--ckpt`` and build the detector the flags of :func:`add_detector_arguments` describe."""
     if args.chunk_samples <= 0:
         raise KWSError(f"--chunk-samples must be positive, not {args.chunk_samples}")
-    return Detector(load_model(args.ckpt), args.threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
+    model = load_model(args.ckpt, args.runtime)
+    return Detector(model, args.threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
 
 
 def _progress_callback(progress: Progress, name: str) -> Callable[[int, int], None]:

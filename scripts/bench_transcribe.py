@@ -26,7 +26,7 @@ import soundfile as sf
 import torch
 
 from pipeline.audio import SAMPLE_RATE
-from pipeline.streaming import STRIDE_MS, Classifier, Detector, Windowing, load_model, window_probs
+from pipeline.streaming import RUNTIME, RUNTIMES, STRIDE_MS, Classifier, Detector, Windowing, load_model, window_probs
 from pipeline.transcribe import CHUNK_SAMPLES, transcribe_source
 
 DEFAULT_CKPT = "runs/quickstart/checkpoints/best.ckpt"
@@ -87,11 +87,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="audio length of the throughput runs")
     parser.add_argument("--runs", type=int, default=5, help="throughput runs (the median is reported)")
     parser.add_argument("--naive-seconds", type=float, default=20.0, help="audio length of the naive baseline")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=RUNTIME, help="acoustic model runtime")
     parser.add_argument("--hour-minutes", type=float, default=60.0, help="length of the memory test file")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
-    module = load_model(args.ckpt)
+    module = load_model(args.ckpt, args.runtime)
     detector = Detector(module, stride_ms=args.stride_ms)
     audio = bench_audio(args.seconds)
     stream_once(detector, audio[: SAMPLE_RATE * 5], args.chunk_samples)  # warm-up

@@ -68,6 +68,13 @@ def test_load_model_matches_the_lightning_module(trained: Path, model: KWSModel)
     assert model.labels == module.labels == [SILENCE, UNKNOWN, *WORDS]
 
 
+def test_onnx_runtime_matches_pytorch(trained: Path, model: KWSModel) -> None:
+    eager = load_model(trained, runtime="torch")
+    assert model.onnx is not None and eager.onnx is None
+    audio = torch.from_numpy(word_sequence(["down", "yes"], seed=3))
+    np.testing.assert_allclose(offline_scores(model, audio), offline_scores(eager, audio), atol=1e-6)
+
+
 @pytest.mark.parametrize("chunk", CHUNKS)
 def test_chunk_size_does_not_change_scores_or_words(model: KWSModel, chunk: int | None) -> None:
     audio = word_sequence(["yes", "up", "down"], seed=1)[: int(4.55 * SAMPLE_RATE)]  # not a whole number of strides
