@@ -177,3 +177,14 @@ def test_one_split_rule_per_root(tone_corpus: Path, tmp_path: Path) -> None:
     assert _speakers(dm, "validation") == {"spk000", "spk001"}  # the first root still follows its lists
     with pytest.raises(DataError, match="one rule per root"):
         SpeechCommandsDataModule(root=[str(tone_corpus), str(archive)], split=["auto"])
+
+
+def test_salted_hash_resplits_speakers_the_standard_hash_chose() -> None:
+    from pipeline.data.speech_commands import Clip, Corpus
+
+    speakers = [f"s{i}" for i in range(3000) if which_set(f"s{i}") == "test"][:100]  # like the test archive
+    corpus = Corpus(Path("."), "archive", [Clip(Path(f"{s}.wav"), "yes", s) for s in speakers])
+    plain = Counter(corpus.split_of(c, 10, 50, use_lists=False) for c in corpus.clips)
+    salted = Counter(corpus.split_of(c, 10, 50, use_lists=False, salt="resplit:") for c in corpus.clips)
+    assert plain == {"test": 100}
+    assert salted["train"] > 20 and salted["test"] > 30 and salted["validation"] > 0

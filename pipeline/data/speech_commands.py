@@ -128,16 +128,18 @@ class Corpus:
     lists: dict[str, set[str]] | None = None  # split -> relative paths, when the list files exist
 
     def split_of(
-        self, clip: Clip, validation_percentage: float, testing_percentage: float, use_lists: bool = True
-    ) -> str:
-        """The split of a clip: the list files when present (and ``use_lists``), else the speaker hash."""
+        self, clip: Clip, validation_percentage: float, testing_percentage: float, use_lists: bool = True,
+        salt: str = "",
+    ) -> str:  # fmt: skip
+        """The split of a clip: the list files when present (and ``use_lists``), else the hash of ``salt`` +
+        its speaker id."""
         if use_lists and self.lists is not None:
             rel = clip.path.relative_to(self.root).as_posix()
             for split in ("validation", "test"):
                 if rel in self.lists[split]:
                     return split
             return "train"
-        return which_set(clip.speaker, validation_percentage, testing_percentage)
+        return which_set(salt + clip.speaker, validation_percentage, testing_percentage)
 
 
 def _audio_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
