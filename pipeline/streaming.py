@@ -511,14 +511,11 @@ def offline_detect(
     return decide(probs, list(module.labels), settings, Windowing.of(module.front_end, settings.stride_ms))
 
 
-def load_model(path: str | os.PathLike, runtime: str = RUNTIME) -> KWSModel:
-    """Load the inference part of a ``kws fit`` checkpoint (CPU, eval mode, no gradients).
-
-    ``runtime``: ``onnx`` (ONNX Runtime, the fastest on a CPU) or ``torch`` (eager PyTorch).
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``kws fit`` checkpoint (tensors and plain data only) and check it holds a kws model.
 
     Raises:
-        KWSError: one sentence naming the file: missing, not a PyTorch file, not a kws checkpoint, or weights
-            that do not fit the model its hyper-parameters describe.
+        KWSError: one sentence naming the file: missing, not a PyTorch file, or not a kws checkpoint.
     """
     path = Path(path)
     if not path.is_file():
@@ -532,6 +529,20 @@ def load_model(path: str | os.PathLike, runtime: str = RUNTIME) -> KWSModel:
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict) or not hparams.get("labels"):
         raise KWSError(f"{path} is not a kws checkpoint: it lacks the model's hyper-parameters, labels or weights")
+    return checkpoint
+
+
+def load_model(path: str | os.PathLike, runtime: str = RUNTIME) -> KWSModel:
+    """Load the inference part of a ``kws fit`` checkpoint (CPU, eval mode, no gradients).
+
+    ``runtime``: ``onnx`` (ONNX Runtime, the fastest on a CPU) or ``torch`` (eager PyTorch).
+
+    Raises:
+        KWSError: one sentence naming the file (see :func:`read_checkpoint`), or weights that do not fit the
+            model its hyper-parameters describe.
+    """
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint["hyper_parameters"]
     try:
         model = KWSModel(
             hparams["labels"], FeatureConfig(**hparams.get("features") or {}), ModelConfig(**hparams.get("model") or {})

@@ -23,10 +23,12 @@ from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.errors import KWSError
 from pipeline.files import atomic_path
 from pipeline.module import KWSModule
+from pipeline.streaming import read_checkpoint
 
 RUNS_DIR = Path("runs")
 CONFIG_FILE = "config.yaml"
 BEST, LAST = "best", "last"
+LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
 
 class SaveRunConfig(SaveConfigCallback):
     """Write the resolved config to ``runs/<run>/config.yaml`` when training starts."""
@@ -44,6 +46,12 @@ class SaveRunConfig(SaveConfigCallback):
 
 class KWSCLI(LightningCLI):
     """LightningCLI with a run folder per ``--run`` name and labels that follow the checkpoint."""
+
+    def _parse_ckpt_path(self) -> None:
+        ckpt = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
+        if ckpt and ckpt not in LIGHTNING_CKPT_KEYWORDS:
+            read_checkpoint(ckpt)  # one sentence for a missing or foreign file, before Lightning reads it
+        super()._parse_ckpt_path()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(

@@ -98,3 +98,12 @@ def test_module_entry_point_help() -> None:
         assert command in out.stdout
     fit_help = subprocess.run([sys.executable, "-m", "pipeline", "fit", "--help"], capture_output=True, text=True)
     assert fit_help.returncode == 0 and "--data.task" in fit_help.stdout and "--model.model.width" in fit_help.stdout
+
+
+def test_bad_checkpoint_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.ckpt"
+    junk.write_text("not a checkpoint")
+    for ckpt, message in ((tmp_path / "missing.ckpt", "does not exist"), (junk, "is not a PyTorch checkpoint")):
+        assert main(["test", "--ckpt_path", str(ckpt), f"--data.root={tmp_path}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
