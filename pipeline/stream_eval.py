@@ -62,7 +62,7 @@ TRUTH_HEADER = ("word", "start", "end")
 TUNE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 TUNE_SMOOTH_MS = (100.0, 200.0, 300.0, 500.0)
 TUNE_SUPPRESSION_MS = (0.0, 250.0, 500.0, 1000.0)
-TUNE_STRIDES_MS = (100.0, 200.0)
+TUNE_STRIDES_MS = (100.0, 200.0, 300.0, 400.0)
 TUNE_SLACK = 0.02  # objectives this close to the best (share of the truth words) are ties
 TUNE_SHOWN = 5  # settings printed by kws evaluate-stream --tune
 
