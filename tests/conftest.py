@@ -19,6 +19,9 @@ from pipeline.module import KWSModule
 
 WORDS = ["yes", "no", "up", "down"]  # the vocabulary of the `trained` model
 TRAIN_EPOCHS = 12
+# detector settings for the tone model: its words are short tones, so a 200 ms stride (the defaults are tuned
+# for speech)
+TONE_DETECTOR = {"stride_ms": 200.0, "threshold": 0.5, "smooth_ms": 200.0}
 
 
 def tone_word(word: str, rng: np.random.Generator, seconds: float = 1.0, rate: int = SAMPLE_RATE) -> np.ndarray:

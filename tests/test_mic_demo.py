@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 from rich.console import Console
-from conftest import WORDS, one_thread, word_sequence
+from conftest import TONE_DETECTOR, WORDS, one_thread, word_sequence
 
 from pipeline.audio import SAMPLE_RATE, resample
 from pipeline.cli import main as kws
@@ -63,7 +63,7 @@ def test_file_path_gives_the_detections_of_transcribe(trained: Path, stream_file
 
 
 def test_view_renders_headless(trained: Path) -> None:
-    session = Session(Detector(load_model(trained)), AudioTap(maxsize=4), SAMPLE_RATE)
+    session = Session(Detector(load_model(trained), **TONE_DETECTOR), AudioTap(maxsize=4), SAMPLE_RATE)
     audio = word_sequence(["yes", "up"], seed=11)
     block = 800
     for i in range(0, len(audio), block):

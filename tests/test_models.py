@@ -63,3 +63,19 @@ def test_bad_model_settings_are_explained() -> None:
         KWSModule(labels=["a"], model=ModelConfig(width=5))
     with pytest.raises(ValueError, match="multiple of 40"):
         KWSModule(labels=["a"], features=FeatureConfig(n_mfcc=10), model=ModelConfig(name="bcresnet"))
+
+
+def test_sub_spectral_norm_inference_form_matches_batch_norm() -> None:
+    from pipeline.models.bcresnet import SubSpectralNorm
+
+    torch.manual_seed(0)
+    ssn = SubSpectralNorm(4)
+    ssn.train()
+    for _ in range(5):
+        ssn(torch.randn(8, 4, 20, 30) * 3 + 1)  # running statistics away from 0 and 1
+    ssn.bn.weight.data.uniform_(0.5, 2.0)
+    ssn.bn.bias.data.uniform_(-1.0, 1.0)
+    ssn.eval()
+    x = torch.randn(2, 4, 20, 30)
+    reference = ssn.bn(x.reshape(2, 20, 4, 30)).reshape(2, 4, 20, 30)
+    torch.testing.assert_close(ssn(x), reference, atol=1e-5, rtol=1e-5)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import WORDS, one_thread, word_sequence
+from conftest import TONE_DETECTOR, WORDS, one_thread, word_sequence
 
 from pipeline.audio import SAMPLE_RATE, load_audio, resample, save_audio
 from pipeline.cli import main as kws
@@ -78,9 +78,9 @@ def test_onnx_runtime_matches_pytorch(trained: Path, model: KWSModel) -> None:
 @pytest.mark.parametrize("chunk", CHUNKS)
 def test_chunk_size_does_not_change_scores_or_words(model: KWSModel, chunk: int | None) -> None:
     audio = word_sequence(["yes", "up", "down"], seed=1)[: int(4.55 * SAMPLE_RATE)]  # not a whole number of strides
-    settings = Settings()
+    settings = Settings(**TONE_DETECTOR)
     reference = offline_scores(model, torch.from_numpy(audio), settings.stride_ms, settings.smooth_windows - 1)
-    found, probs = stream_through(Detector(model), audio, chunk)
+    found, probs = stream_through(Detector(model, **TONE_DETECTOR), audio, chunk)
     assert probs.shape == reference.shape
     np.testing.assert_allclose(probs, reference, atol=1e-5)
     assert [d.word for d in found] == ["yes", "up", "down"]

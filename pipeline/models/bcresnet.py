@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from pipeline.errors import KWSError
@@ -23,7 +24,16 @@ class SubSpectralNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, f, t = x.shape
-        return self.bn(x.reshape(n, c * self.sub_bands, f // self.sub_bands, t)).reshape(n, c, f, t)
+        if self.training:
+            return self.bn(x.reshape(n, c * self.sub_bands, f // self.sub_bands, t)).reshape(n, c, f, t)
+        # inference: the same normalisation as one affine map per (channel, frequency row), which an exporter
+        # folds into constants (no reshapes around a batch norm)
+        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+        shift = self.bn.bias - self.bn.running_mean * scale
+        rows = f // self.sub_bands
+        scale = scale.reshape(c, self.sub_bands).repeat_interleave(rows, dim=1).reshape(1, c, f, 1)
+        shift = shift.reshape(c, self.sub_bands).repeat_interleave(rows, dim=1).reshape(1, c, f, 1)
+        return x * scale + shift
 
 
 def _conv_norm(
