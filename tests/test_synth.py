@@ -152,3 +152,30 @@ def test_errors_are_one_sentence_with_exit_status_2(corpus: Path, tmp_path: Path
     status, err = _synth_cli(capsys, "--words", "yes,no,up", "--out", str(corpus), "--voices", ",".join(VOICES))
     assert status == 2 and "made with different --words, --clips-per-voice:" in err
     assert _files(corpus) == before and not (tmp_path / "new").exists()
+
+
+LEARN_WORDS = ["yes", "stop", "up", "left"]  # chance: 25 %
+
+
+def test_a_short_training_run_generalises_to_held_out_voices(tmp_path: Path) -> None:
+    """Train on the training voices of a small default-voice corpus; test on the held-out voice families."""
+    import lightning as L
+
+    from conftest import one_thread
+    from pipeline.data.datamodule import SpeechCommandsDataModule
+    from pipeline.module import KWSModule
+
+    root = synth.synthesize(LEARN_WORDS, tmp_path / "corpus", clips_per_voice=2, seed=0, jobs=2)
+    L.seed_everything(0, verbose=False)
+    data = SpeechCommandsDataModule(
+        root=str(root), task=LEARN_WORDS, silence_share=0, unknown_share=0, batch_size=32, cache_dir=None
+    )
+    module = KWSModule(optimizer={"lr": 5e-3, "warmup_epochs": 1.0}, label_smoothing=0.1)
+    trainer = L.Trainer(max_epochs=12, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=tmp_path)  # fmt: skip
+    with one_thread():
+        trainer.fit(module, data)
+        accuracy = trainer.test(module, data, verbose=False)[0]["test_acc"]
+    assert len(data.datasets["test"]) >= 100
+    assert accuracy > 0.6, f"held-out voices: {accuracy:.1%}"
