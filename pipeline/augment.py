@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -86,10 +87,8 @@ class WaveAugment(nn.Module):
             index = torch.arange(length, device=device) - shift
             valid = (index >= 0) & (index < length)
             wave = wave.gather(1, index.clamp(0, length - 1)) * valid
-        if self.config.reverb_prob > 0:
-            wave = self._reverb(wave)
-        if self.config.band_prob > 0:
-            wave = self._band_limit(wave)
+        wave = self._apply_to_some(wave, self.config.reverb_prob, self._reverb)
+        wave = self._apply_to_some(wave, self.config.band_prob, self._band_limit)
         low, high = self.config.gain_db
         if high > low:
             gain_db = torch.empty(batch, 1, device=device).uniform_(low, high)
@@ -103,8 +102,11 @@ class WaveAugment(nn.Module):
         return wave.clamp(-1.0, 1.0)
 
 
-    def _chosen(self, wave: Tensor, prob: float) -> Tensor:
-        return torch.rand(wave.shape[0], 1, device=wave.device) < prob
+    @staticmethod
+    def _apply_to_some(wave: Tensor, prob: float, effect: Callable[[Tensor], Tensor]) -> Tensor:
+        """Apply ``effect`` to each clip with probability ``prob``, computing it for those clips only."""
+        chosen = (torch.rand(wave.shape[0], device=wave.device) < prob).nonzero().squeeze(1)
+        return wave.index_copy(0, chosen, effect(wave[chosen])) if chosen.numel() else wave
 
     def _uniform(self, wave: Tensor, bounds: tuple[float, float]) -> Tensor:
         return torch.empty(wave.shape[0], 1, device=wave.device).uniform_(*bounds)
@@ -119,16 +121,14 @@ class WaveAugment(nn.Module):
         ir = ir / ir.norm(dim=1, keepdim=True)
         n = length + ir_len
         wet = torch.fft.irfft(torch.fft.rfft(wave, n) * torch.fft.rfft(ir, n), n)[:, :length]
-        wet = wet * (wave.norm(dim=1, keepdim=True) / wet.norm(dim=1, keepdim=True).clamp_min(1e-8))
-        return torch.where(self._chosen(wave, self.config.reverb_prob), wet, wave)
+        return wet * (wave.norm(dim=1, keepdim=True) / wet.norm(dim=1, keepdim=True).clamp_min(1e-8))
 
     def _band_limit(self, wave: Tensor) -> Tensor:
         length = wave.shape[1]
         freqs = torch.fft.rfftfreq(length, 1 / self.sample_rate).to(wave.device)
         low, high = self._uniform(wave, self.config.highpass_hz), self._uniform(wave, self.config.lowpass_hz)
         gain = torch.sigmoid((freqs - low) / 20.0) * torch.sigmoid((high - freqs) / 100.0)  # soft edges
-        limited = torch.fft.irfft(torch.fft.rfft(wave) * gain, length)
-        return torch.where(self._chosen(wave, self.config.band_prob), limited, wave)
+        return torch.fft.irfft(torch.fft.rfft(wave) * gain, length)
 
 
 class SpecAugment(nn.Module):
