@@ -73,11 +73,15 @@ def main() -> None:
     data.setup("fit")
     front_end, augment = FrontEnd(), data.augmenter
 
-    def cached_batches():
+    def waves():
         while True:
             for wave, _ in data.train_dataloader():
-                with torch.no_grad():
-                    yield front_end(augment(wave))
+                yield wave
+
+    def cached_batches():
+        for wave in waves():
+            with torch.no_grad():
+                yield front_end(augment(wave))
 
     paths = [c.path for c in scan(args.root, AUDIO_SUFFIXES).clips]
     loader = DataLoader(PerItemMFCC(paths), batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
@@ -86,8 +90,10 @@ def main() -> None:
         while True:
             yield from loader
 
+    loader_only = statistics.median(timed(waves(), args.clips) for _ in range(args.runs))
     cached = statistics.median(timed(cached_batches(), args.clips) for _ in range(args.runs))
     baseline = statistics.median(timed(baseline_batches(), args.clips) for _ in range(args.runs))
+    print(f"cached loader: {loader_only:9.0f} clips/s (waveform batches from the cache alone)")
     print(f"cached path  : {cached:9.0f} clips/s (decoded once, augmentation and features per batch)")
     print(f"baseline     : {baseline:9.0f} clips/s (decode + MFCC per item, {args.workers} DataLoader workers)")
     print(f"ratio        : {cached / baseline:9.1f} x   (goal: 10 x)")
