@@ -24,6 +24,7 @@ from pipeline.stream_eval import make_stream, read_truth, score_stream, vocabula
 from pipeline.streaming import Detector, KWSModel, Settings, StreamResampler, load_model, offline_detect, offline_scores
 
 CHUNKS = (1, 160, 1234, 16000, None)  # None: the whole signal in one push
+TONE_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TONE_DETECTOR.items()]  # the same, as flags
 
 
 def stream_through(detector: Detector, audio: np.ndarray, chunk: int | None, rate: int = SAMPLE_RATE):
@@ -127,7 +128,7 @@ def test_state_stays_bounded(model: KWSModel) -> None:
 
 def test_detects_words_at_their_times(model: KWSModel, tone_corpus: Path) -> None:
     audio, truth = make_stream(tone_corpus, minutes=0.5, snr_db=20, seed=3)  # test-split speakers, 1-3 s gaps
-    detector, chunk, found = Detector(model), 1600, []
+    detector, chunk, found = Detector(model, **TONE_DETECTOR), 1600, []
     w = detector.windowing
     delay = (w.samples + (detector.settings.smooth_windows - 1) * w.stride + chunk) / SAMPLE_RATE
     for i in range(0, len(audio), chunk):
@@ -161,25 +162,25 @@ def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_transcribe_formats(trained: Path, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     wav = str(audio_dir / "words.wav")
-    assert kws(["transcribe", wav, "--ckpt", str(trained)]) == 0
+    assert kws(["transcribe", wav, "--ckpt", str(trained), *TONE_FLAGS]) == 0
     text = capsys.readouterr().out
     assert text.startswith(wav) and re.search(r"\d+\.\d\d - +\d+\.\d\d s +(yes|no|up|down) +0\.\d\d", text)
 
     out = tmp_path / "out.json"
-    assert kws(["transcribe", str(audio_dir), "--ckpt", str(trained), "--format", "json", "--output", str(out)]) == 0
+    assert kws(["transcribe", str(audio_dir), "--ckpt", str(trained), *TONE_FLAGS, "--format", "json", "--output", str(out)]) == 0
     data = json.loads(out.read_text())
     assert {Path(f["file"]).name for f in data} == {"words.wav", "short.wav", "stereo44k.flac"}
     assert all({"word", "start", "end", "score"} <= set(w) for f in data for w in f["words"])
 
-    assert kws(["transcribe", wav, "--ckpt", str(trained), "--format", "csv"]) == 0
+    assert kws(["transcribe", wav, "--ckpt", str(trained), *TONE_FLAGS, "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert rows and all(r["file"] == wav and float(r["start"]) < float(r["end"]) for r in rows)
 
-    assert kws(["transcribe", wav, "--ckpt", str(trained), "--format", "jsonl"]) == 0
+    assert kws(["transcribe", wav, "--ckpt", str(trained), *TONE_FLAGS, "--format", "jsonl"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["word"] for r in lines] == [r["word"] for r in rows]
 
-    assert kws(["transcribe", wav, "--ckpt", str(trained), "--format", "srt"]) == 0
+    assert kws(["transcribe", wav, "--ckpt", str(trained), *TONE_FLAGS, "--format", "srt"]) == 0
     cues = capsys.readouterr().out.strip().split("\n\n")
     assert len(cues) == len(rows)
     for n, cue in enumerate(cues, start=1):
@@ -191,9 +192,9 @@ def test_transcribe_stdin_and_glob(trained: Path, audio_dir: Path, monkeypatch: 
                                    capsys: pytest.CaptureFixture) -> None:  # fmt: skip
     with open(audio_dir / "words.wav", "rb") as f:
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(f))
-        assert kws(["transcribe", "-", "--ckpt", str(trained), "--format", "jsonl", "--chunk-samples", "777"]) == 0
+        assert kws(["transcribe", "-", "--ckpt", str(trained), *TONE_FLAGS, "--format", "jsonl", "--chunk-samples", "777"]) == 0
     piped = [json.loads(line)["word"] for line in capsys.readouterr().out.splitlines()]
-    assert kws(["transcribe", str(audio_dir / "w*.wav"), "--ckpt", str(trained), "--format", "jsonl"]) == 0
+    assert kws(["transcribe", str(audio_dir / "w*.wav"), "--ckpt", str(trained), *TONE_FLAGS, "--format", "jsonl"]) == 0
     assert [json.loads(line)["word"] for line in capsys.readouterr().out.splitlines()] == piped
 
 
