@@ -43,6 +43,23 @@ def resample(audio: torch.Tensor, orig_sr: int, sample_rate: int = SAMPLE_RATE) 
     return AF.resample(audio, orig_sr, sample_rate)
 
 
+def open_audio(file: str | os.PathLike | int, name: str | None = None) -> sf.SoundFile:
+    """Open audio for block reading: a path, or a file descriptor (such as stdin's) left open on close.
+
+    Raises:
+        AudioError: named by ``name`` (default: the path): not audio, or a seekable file with no samples.
+    """
+    name = name or str(file)
+    try:
+        sound = sf.SoundFile(file, closefd=not isinstance(file, int))
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
+        raise AudioError(f"{name}: cannot read audio ({first_line(err)})") from None
+    if sound.seekable() and sound.frames == 0:
+        sound.close()
+        raise AudioError(f"{name}: the file holds no audio samples")
+    return sound
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Read a whole audio file as a mono float32 tensor at ``sample_rate``.
 
@@ -51,10 +68,12 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch
     Raises:
         AudioError: the file is missing, not audio, or holds no samples.
     """
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise AudioError(f"{path}: cannot read audio ({first_line(err)})") from None
+    with open_audio(path) as sound:
+        try:
+            data = sound.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"{path}: cannot decode audio ({first_line(err)})") from None
+        sr = sound.samplerate
     if data.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no audio samples")
     return resample(torch.from_numpy(np.ascontiguousarray(to_mono(data))), sr, sample_rate)

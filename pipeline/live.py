@@ -48,7 +48,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.audio import AudioError, first_line
+from pipeline.audio import AudioError, first_line, open_audio
 from pipeline.console import console as stdout_console
 from pipeline.console import err_console
 from pipeline.errors import KWSError
@@ -156,13 +156,7 @@ class FileSource:
         self.name = str(path)
         if not Path(path).is_file():
             raise AudioError(f"{path}: no such file")
-        try:
-            self._file = sf.SoundFile(path)
-        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
-            raise AudioError(f"{path}: cannot read audio ({first_line(err)})") from None
-        if self._file.frames == 0:
-            self._file.close()
-            raise AudioError(f"{path}: the file holds no audio samples")
+        self._file = open_audio(path)
         self.samplerate, self.channels = self._file.samplerate, self._file.channels
         self.tap, self.realtime, self.blocksize = tap, realtime, block_size(self.samplerate, block_ms)
         self.error: KWSError | None = None

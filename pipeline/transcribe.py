@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.audio import AUDIO_SUFFIXES, AudioError, first_line, to_mono
+from pipeline.audio import AUDIO_SUFFIXES, AudioError, first_line, open_audio, to_mono
 from pipeline.console import err_console, warn
 from pipeline.errors import KWSError
 from pipeline.files import write_text
@@ -94,17 +94,9 @@ def read_blocks(source: str, chunk_samples: int) -> Iterator[tuple[np.ndarray, i
         AudioError: the input cannot be decoded or holds no samples.
     """
     name = "standard input" if source == STDIN else source
-    try:
-        if source == STDIN:
-            sound = sf.SoundFile(sys.stdin.buffer.fileno(), closefd=False)
-        else:
-            sound = sf.SoundFile(source)
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
-        raise AudioError(f"{name}: cannot read audio ({first_line(err)})") from None
+    sound = open_audio(sys.stdin.buffer.fileno() if source == STDIN else source, name)
     with sound:
         total = sound.frames if sound.seekable() else -1
-        if total == 0:
-            raise AudioError(f"{name}: the file holds no audio samples")
         if total > 0 and "(should be" in sound.extra_info.split("data :")[-1].split("\n")[0]:
             warn(f"{name}: the file is truncated; transcribing the {total / sound.samplerate:.1f} s it holds")
         frames = 0
