@@ -64,6 +64,7 @@ class KWSModule(L.LightningModule):
         model: Acoustic model (encoder and classifier).
         optimizer: Optimizer and schedule.
         label_smoothing: Label smoothing of the cross-entropy loss.
+        compile: Compile the acoustic model with ``torch.compile`` for training (the checkpoint is unchanged).
 
     Example:
         >>> module = KWSModule(labels=["_silence_", "_unknown_", "yes", "no"])
@@ -79,6 +80,7 @@ class KWSModule(L.LightningModule):
         model: ModelConfig = ModelConfig(),
         optimizer: OptimizerConfig = OptimizerConfig(),
         label_smoothing: float = 0.0,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -94,6 +96,7 @@ class KWSModule(L.LightningModule):
         self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.labels: list[str] | None = None
         self.encoder: nn.Module | None = None
+        self.compile_encoder = compile
         if labels:
             self._build(list(labels))
 
@@ -116,6 +119,8 @@ class KWSModule(L.LightningModule):
             self._build(list(data_labels))
         elif data_labels is not None and list(data_labels) != self.labels:
             raise DataError(f"the model's labels {self.labels} differ from the data task's labels {data_labels}")
+        if self.compile_encoder:
+            self.encoder.compile()  # in place: the state-dict keys stay those of the plain model
 
     def forward(self, waveform: Tensor) -> Tensor:
         """``(batch, samples)`` audio at the front end's rate -> ``(batch, n_classes)`` logits."""

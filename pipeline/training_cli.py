@@ -7,6 +7,7 @@ Every run of ``kws fit`` lives in ``runs/<run>/``: ``config.yaml`` (the full res
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from pipeline.console import console
 from pipeline.data.datamodule import SpeechCommandsDataModule
@@ -73,7 +75,9 @@ class KWSCLI(LightningCLI):
         callbacks = list(cfg.get("callbacks") or [])
         if self.subcommand == "fit":
             run_dir = self._run_dir()
-            if (run_dir / CONFIG_FILE).exists() and not self.config.fit.get("ckpt_path"):
+            # only the first process checks: under DDP the other ranks start after it has begun the run
+            first_process = rank_zero_only.rank == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+            if first_process and (run_dir / CONFIG_FILE).exists() and not self.config.fit.get("ckpt_path"):
                 raise KWSError(
                     f"{run_dir} already holds a run: resume it with --ckpt_path last, or choose another --run name"
                 )
@@ -130,6 +134,7 @@ NOISY_WARNINGS = (
     r".*callbacks used to create the checkpoint need to be provided",  # test/validate need no ModelCheckpoint
     r".*smaller than the logging interval",
     r".*does not have many workers",  # clips come from memory; workers do not help
+    r".*not supported by the model summary",  # bf16: only the size estimate of the summary is off
 )
 
 

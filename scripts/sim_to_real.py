@@ -36,11 +36,11 @@ def accuracy(ckpt: Path, *data_args: str) -> tuple[float, int]:
     return sum(rows[i][i] for i in range(len(rows))) / max(total, 1), total
 
 
-def train(run: str, *args: str) -> Path:
-    """Train ``configs/quickstart.yaml`` with overrides (resuming an interrupted run); return best.ckpt."""
+def train(run: str, *args: str, config: str = "quickstart") -> Path:
+    """Train ``configs/<config>.yaml`` with overrides (resuming an interrupted run); return best.ckpt."""
     run_dir = Path("runs") / run
     resume = ["--ckpt_path=last"] if (run_dir / "config.yaml").exists() else []
-    if kws(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), f"--run={run}", *args, *resume]) != 0:
+    if kws(["fit", "--config", str(REPO / "configs" / f"{config}.yaml"), f"--run={run}", *args, *resume]) != 0:
         sys.exit(f"training {run} failed")
     return run_dir / "checkpoints" / "best.ckpt"
 

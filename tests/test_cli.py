@@ -13,6 +13,7 @@ import torch
 from conftest import make_archive
 from pipeline.cli import main
 from pipeline.module import KWSModule
+from pipeline.streaming import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
@@ -107,3 +108,18 @@ def test_bad_checkpoint_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert main(["test", "--ckpt_path", str(ckpt), f"--data.root={tmp_path}"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
+
+
+def test_compile_and_bf16_switches_keep_the_checkpoint_portable(
+    tone_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _fit(tone_corpus, "--model.compile=true", "--trainer.precision=bf16-mixed", "--trainer.max_epochs=1",
+                "--model.model.name=tcresnet", "--run=switches") == 0  # fmt: skip
+    ckpt = tmp_path / "runs" / "switches" / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert state["hyper_parameters"]["compile"] is True
+    plain = KWSModule(labels=state["hyper_parameters"]["labels"], model=state["hyper_parameters"]["model"])
+    assert set(state["state_dict"]) == set(plain.state_dict())  # compiled in place: the keys of the plain model
+    model = load_model(ckpt, runtime="torch")
+    assert model(torch.zeros(1, 16000)).dtype == torch.float32

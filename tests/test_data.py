@@ -175,7 +175,7 @@ def test_one_split_rule_per_root(tone_corpus: Path, tmp_path: Path) -> None:
     from_archive = {s: int((dm.datasets[s].items[:, 0] == 1).sum()) for s in ("train", "validation", "test")}
     assert all(from_archive.values())  # the archive is split by speaker too
     assert _speakers(dm, "validation") == {"spk000", "spk001"}  # the first root still follows its lists
-    with pytest.raises(DataError, match="one rule per root"):
+    with pytest.raises(DataError, match="give one rule, or one per folder"):
         SpeechCommandsDataModule(root=[str(tone_corpus), str(archive)], split=["auto"])
 
 

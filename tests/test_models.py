@@ -7,26 +7,45 @@ import torch
 
 from pipeline.augment import SpecAugmentConfig
 from pipeline.features import FeatureConfig
-from pipeline.models import ModelConfig
+from pipeline.models import ModelConfig, build_model
 from pipeline.module import KWSModule
 
-PAPER_PARAMS = {1: 9.2e3, 8: 321e3}  # BC-ResNet, 12 classes (Kim et al. 2021, Table 2)
+# (model, classes, feature rows per frame, parameters the paper reports)
+PAPER_PARAMS = [
+    # Kim et al. 2021, Table 2: BC-ResNet-1 and -8, 12 classes, 40 log-mel
+    (ModelConfig(name="bcresnet", width=1), 12, 40, 9.2e3),
+    (ModelConfig(name="bcresnet", width=8), 12, 40, 321e3),
+    # Choi et al. 2019, Table 1: 12 classes, 40 MFCC
+    (ModelConfig(name="tcresnet", size="8"), 12, 40, 66e3),
+    (ModelConfig(name="tcresnet", size="8-1.5"), 12, 40, 145e3),
+    (ModelConfig(name="tcresnet", size="14"), 12, 40, 137e3),
+    (ModelConfig(name="tcresnet", size="14-1.5"), 12, 40, 305e3),
+    # Majumdar and Ginsburg 2020, Table 1: 30 classes (v1), 64 MFCC
+    (ModelConfig(name="matchboxnet", size="3x1x64"), 30, 64, 77e3),
+    (ModelConfig(name="matchboxnet", size="3x2x64"), 30, 64, 93e3),
+    (ModelConfig(name="matchboxnet", size="6x2x64"), 30, 64, 140e3),
+]
 
 
 def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("width", sorted(PAPER_PARAMS))
-def test_bcresnet_parameter_count(width: int) -> None:
-    module = KWSModule(labels=[str(i) for i in range(12)], model=ModelConfig(name="bcresnet", width=width))
-    assert abs(n_params(module.encoder) - PAPER_PARAMS[width]) / PAPER_PARAMS[width] < 0.05
+@pytest.mark.parametrize("model,classes,rows,paper", PAPER_PARAMS, ids=lambda v: getattr(v, "size", None) or "")
+def test_parameter_count_matches_the_paper(model: ModelConfig, classes: int, rows: int, paper: float) -> None:
+    encoder = build_model(model, classes, rows)
+    assert abs(n_params(encoder) - paper) / paper < 0.03, n_params(encoder)
 
 
-def test_all_widths_build_and_run() -> None:
-    for width in (1, 1.5, 2, 3, 6, 8):
-        module = KWSModule(labels=list("abc"), model=ModelConfig(name="bcresnet", width=width)).eval()
-        assert module(torch.zeros(2, 16000)).shape == (2, 3)
+@pytest.mark.parametrize(
+    "model", [ModelConfig(name="bcresnet", width=w) for w in (1, 1.5, 2, 3, 6, 8)]
+    + [ModelConfig(name="dscnn", size=s) for s in ("s", "m", "l")]
+    + [ModelConfig(name="tcresnet", size=s) for s in ("8", "14")]
+    + [ModelConfig(name="matchboxnet", size=s) for s in ("3x1x64", "1x1x8")],
+)  # fmt: skip
+def test_every_variant_builds_and_runs(model: ModelConfig) -> None:
+    module = KWSModule(labels=list("abc"), model=model).eval()
+    assert module(torch.zeros(2, 16000)).shape == (2, 3)
 
 
 @pytest.mark.parametrize(
@@ -35,6 +54,8 @@ def test_all_widths_build_and_run() -> None:
         (ModelConfig(name="bcresnet", width=1), FeatureConfig(kind="logmel")),
         (ModelConfig(name="bcresnet", width=1), FeatureConfig(kind="mfcc")),
         (ModelConfig(name="dscnn", size="s"), FeatureConfig(kind="mfcc", n_mfcc=10)),
+        (ModelConfig(name="tcresnet", size="8", dropout=0.0), FeatureConfig(kind="mfcc")),
+        (ModelConfig(name="matchboxnet", size="3x1x64"), FeatureConfig(kind="mfcc", n_mels=64, n_mfcc=64)),
     ],
 )
 def test_overfits_a_tiny_batch(model: ModelConfig, features: FeatureConfig) -> None:
@@ -63,6 +84,10 @@ def test_bad_model_settings_are_explained() -> None:
         KWSModule(labels=["a"], model=ModelConfig(width=5))
     with pytest.raises(ValueError, match="multiple of 40"):
         KWSModule(labels=["a"], features=FeatureConfig(n_mfcc=10), model=ModelConfig(name="bcresnet"))
+    with pytest.raises(ValueError, match="8, 14, 8-1.5, 14-1.5"):
+        KWSModule(labels=["a"], model=ModelConfig(name="tcresnet", size="s"))
+    with pytest.raises(ValueError, match="BxRxC"):
+        KWSModule(labels=["a"], model=ModelConfig(name="matchboxnet", size="3x64"))
 
 
 def test_sub_spectral_norm_inference_form_matches_batch_norm() -> None:

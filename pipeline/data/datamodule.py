@@ -120,7 +120,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             raise DataError("data.weights must give one non-negative weight per root, not all zero")
         self.splits = [split] * len(self.roots) if isinstance(split, str) else list(split)
         if len(self.splits) != len(self.roots):
-            raise DataError("data.split must be one rule, or one rule per root")
+            raise DataError(
+                f"data.split gives {len(self.splits)} rules for {len(self.roots)} data.root folder(s): "
+                "give one rule, or one per folder"
+            )
         self.version, self.download = version, download
         self.task: Task = make_task(str(task) if isinstance(task, int) else task, version, silence_share, unknown_share)
         self.labels: list[str] = self.task.labels
@@ -246,7 +249,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             raise DataError(f"the {split} split is empty: no clips of the task's words were assigned to it")
         sampler = None
         if shuffle and len(self.roots) > 1:
-            sampler = WeightedRandomSampler(self.item_weights, len(dataset), replacement=True)
+            # a seeded generator: under DDP every rank draws the same sequence, and Lightning's sampler
+            # wrapper gives each rank its own share of it
+            generator = torch.Generator().manual_seed(self.seed)
+            sampler = WeightedRandomSampler(self.item_weights, len(dataset), replacement=True, generator=generator)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -12,8 +12,10 @@ from pipeline.errors import KWSError
 
 from pipeline.models.bcresnet import BCResNet
 from pipeline.models.dscnn import DSCNN
+from pipeline.models.matchboxnet import MatchboxNet
+from pipeline.models.tcresnet import TCResNet
 
-MODELS: dict[str, type[nn.Module]] = {"bcresnet": BCResNet, "dscnn": DSCNN}
+MODELS: dict[str, type[nn.Module]] = {"bcresnet": BCResNet, "dscnn": DSCNN, "tcresnet": TCResNet, "matchboxnet": MatchboxNet}
 
 
 @dataclass
@@ -21,16 +23,18 @@ class ModelConfig:
     """Which acoustic model, and its size.
 
     Args:
-        name: ``bcresnet`` (Kim et al. 2021) or ``dscnn`` (Zhang et al. 2017).
+        name: ``bcresnet`` (Kim et al. 2021), ``dscnn`` (Zhang et al. 2017), ``tcresnet`` (Choi et al. 2019) or
+            ``matchboxnet`` (Majumdar and Ginsburg 2020).
         width: BC-ResNet width tau: 1, 1.5, 2, 3, 6 or 8.
-        size: DS-CNN size: ``s``, ``m`` or ``l``.
-        dropout: DS-CNN dropout before the classifier.
+        size: Variant of the other families: DS-CNN ``s``/``m``/``l`` (default ``s``), TC-ResNet
+            ``8``/``14``/``8-1.5``/``14-1.5`` (default ``8``), MatchboxNet ``BxRxC`` (default ``3x1x64``).
+        dropout: Dropout of DS-CNN, TC-ResNet and MatchboxNet (default: each model's own).
     """
 
-    name: Literal["bcresnet", "dscnn"] = "bcresnet"
+    name: Literal["bcresnet", "dscnn", "tcresnet", "matchboxnet"] = "bcresnet"
     width: float = 1
-    size: Literal["s", "m", "l"] = "s"
-    dropout: float = 0.2
+    size: str | None = None
+    dropout: float | None = None
 
 
 def build_model(config: ModelConfig, n_classes: int, n_features: int) -> nn.Module:
@@ -39,5 +43,5 @@ def build_model(config: ModelConfig, n_classes: int, n_features: int) -> nn.Modu
         raise KWSError(f"model.name must be one of {', '.join(MODELS)}, not {config.name!r}")
     cls = MODELS[config.name]
     accepted = inspect.signature(cls).parameters
-    kwargs = {k: v for k, v in asdict(config).items() if k in accepted and k != "name"}
+    kwargs = {k: v for k, v in asdict(config).items() if k in accepted and k != "name" and v is not None}
     return cls(n_classes=n_classes, n_features=n_features, **kwargs)
