@@ -23,14 +23,15 @@ from pipeline.audio import CLIP_SAMPLES
 from pipeline.streaming import load_model
 from sim_to_real import REAL_SPLIT, accuracy, train
 
-MATCHBOX_FEATURES = ["--model.features.n_mels=64", "--model.features.n_mfcc=64"]  # the paper's 64 MFCC
+MFCC_40 = ["--model.features.n_mels=40", "--model.features.n_mfcc=40"]  # BC-ResNet's, TC-ResNet's and DS-CNN's
+MFCC_64 = ["--model.features.n_mels=64", "--model.features.n_mfcc=64"]  # MatchboxNet's
 MODELS = {
-    "bcresnet-1": ["--model.model.name=bcresnet", "--model.model.width=1"],
-    "bcresnet-3": ["--model.model.name=bcresnet", "--model.model.width=3"],
-    "tcresnet-8": ["--model.model.name=tcresnet", "--model.model.size=8"],
-    "tcresnet-14": ["--model.model.name=tcresnet", "--model.model.size=14"],
-    "matchboxnet-3x1x64": ["--model.model.name=matchboxnet", "--model.model.size=3x1x64", *MATCHBOX_FEATURES],
-    "dscnn-s": ["--model.model.name=dscnn", "--model.model.size=s"],
+    "bcresnet-1": ["--model.model.name=bcresnet", "--model.model.width=1", *MFCC_40],
+    "bcresnet-3": ["--model.model.name=bcresnet", "--model.model.width=3", *MFCC_40],
+    "tcresnet-8": ["--model.model.name=tcresnet", "--model.model.size=8", *MFCC_40],
+    "tcresnet-14": ["--model.model.name=tcresnet", "--model.model.size=14", *MFCC_40],
+    "matchboxnet-3x1x64": ["--model.model.name=matchboxnet", "--model.model.size=3x1x64", *MFCC_64],
+    "dscnn-s": ["--model.model.name=dscnn", "--model.model.size=s", *MFCC_40],
 }
 LATENCY_RUNS = 200
 
