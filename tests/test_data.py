@@ -165,8 +165,10 @@ def test_mixture_weights(tmp_path: Path) -> None:
     share_b = weights[items[:, 0] == 1].sum() / weights.sum()
     assert share_b == pytest.approx(0.75)
     assert {0, 1} <= set(items[:, 0].tolist())
-    with pytest.raises(DataError, match="weights"):
+    with pytest.raises(DataError, match="1 weights for 2 data.root folder"):
         SpeechCommandsDataModule(root=[str(a), str(b)], weights=[1.0])
+    with pytest.raises(DataError, match="not all zero"):
+        SpeechCommandsDataModule(root=[str(a), str(b)], weights=[0.0, 0.0])
 
 
 def test_one_split_rule_per_root(tone_corpus: Path, tmp_path: Path) -> None:

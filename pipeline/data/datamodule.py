@@ -116,8 +116,13 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         if not self.roots:
             raise DataError("data.root must name at least one folder")
         self.weights = list(weights) if weights is not None else [1.0] * len(self.roots)
-        if len(self.weights) != len(self.roots) or any(w < 0 for w in self.weights) or not sum(self.weights):
-            raise DataError("data.weights must give one non-negative weight per root, not all zero")
+        if len(self.weights) != len(self.roots):
+            raise DataError(
+                f"data.weights gives {len(self.weights)} weights for {len(self.roots)} data.root folder(s): "
+                "give one per folder"
+            )
+        if any(w < 0 for w in self.weights) or not sum(self.weights):
+            raise DataError("data.weights must be non-negative and not all zero")
         self.splits = [split] * len(self.roots) if isinstance(split, str) else list(split)
         if len(self.splits) != len(self.roots):
             raise DataError(
