@@ -77,7 +77,9 @@ class KWSCLI(LightningCLI):
             run_dir = self._run_dir()
             # only the first process checks: under DDP the other ranks start after it has begun the run
             first_process = rank_zero_only.rank == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
-            if first_process and (run_dir / CONFIG_FILE).exists() and not self.config.fit.get("ckpt_path"):
+            # a run exists once it has saved a checkpoint; a run that failed before that can be started again
+            started = any((run_dir / "checkpoints").glob("*.ckpt"))
+            if first_process and started and not self.config.fit.get("ckpt_path"):
                 raise KWSError(
                     f"{run_dir} already holds a run: resume it with --ckpt_path last, or choose another --run name"
                 )

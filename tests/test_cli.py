@@ -123,3 +123,13 @@ def test_compile_and_bf16_switches_keep_the_checkpoint_portable(
     assert set(state["state_dict"]) == set(plain.state_dict())  # compiled in place: the keys of the plain model
     model = load_model(ckpt, runtime="torch")
     assert model(torch.zeros(1, 16000)).dtype == torch.float32
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_can_be_started_again(
+    tone_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _fit(tone_corpus, "--run=retry", "--model.model.name=tcresnet", "--model.model.size=s") == 2
+    assert "model.size of tcresnet" in capsys.readouterr().err
+    assert _fit(tone_corpus, "--run=retry", "--model.model.name=tcresnet", "--trainer.max_epochs=1") == 0
+    assert (tmp_path / "runs" / "retry" / "checkpoints" / "last.ckpt").is_file()
