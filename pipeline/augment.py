@@ -6,10 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torchaudio.functional as F
 import torchaudio.transforms as T
 from torch import Tensor, nn
 
 from pipeline.audio import SAMPLE_RATE
+
+SPEED_STEP = 0.05  # speed factors are drawn on this grid, so each batch needs a handful of cheap resampling kernels
 
 
 @dataclass
@@ -28,6 +31,9 @@ class AugmentConfig:
             and phone lines do).
         highpass_hz: ``[low, high]`` range of the high-pass edge.
         lowpass_hz: ``[low, high]`` range of the low-pass edge.
+        speed: ``[low, high]`` range of a per-clip speed factor (tempo and pitch together, as a tape played
+            faster or slower; drawn on a grid of ``SPEED_STEP``); ``[1, 1]`` turns it off. The clip keeps its
+            length: centre-cropped or zero-padded.
     """
 
     time_shift_ms: float = 100.0
@@ -39,6 +45,7 @@ class AugmentConfig:
     band_prob: float = 0.0
     highpass_hz: tuple[float, float] = (50.0, 400.0)
     lowpass_hz: tuple[float, float] = (3000.0, 8000.0)
+    speed: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass
@@ -82,6 +89,8 @@ class WaveAugment(nn.Module):
     def forward(self, wave: Tensor) -> Tensor:
         batch, length = wave.shape
         device = wave.device
+        if tuple(self.config.speed) != (1.0, 1.0):
+            wave = self._speed(wave)
         if self.max_shift:
             shift = torch.randint(-self.max_shift, self.max_shift + 1, (batch, 1), device=device)
             index = torch.arange(length, device=device) - shift
@@ -122,6 +131,24 @@ class WaveAugment(nn.Module):
         n = length + ir_len
         wet = torch.fft.irfft(torch.fft.rfft(wave, n) * torch.fft.rfft(ir, n), n)[:, :length]
         return wet * (wave.norm(dim=1, keepdim=True) / wet.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+    def _speed(self, wave: Tensor) -> Tensor:
+        """Play each clip at a random speed: resample it from ``factor`` times the rate, keep the length."""
+        low, high = (round(v / SPEED_STEP) for v in self.config.speed)
+        steps = torch.randint(low, high + 1, (wave.shape[0],), device=wave.device)
+        out = wave.clone()
+        length = wave.shape[1]
+        for step in steps.unique().tolist():
+            if step * SPEED_STEP == 1.0:
+                continue
+            chosen = (steps == step).nonzero().squeeze(1)
+            played = F.resample(wave[chosen], round(self.sample_rate * step * SPEED_STEP), self.sample_rate)
+            offset = (played.shape[1] - length) // 2
+            if offset >= 0:
+                out[chosen] = played[:, offset : offset + length]
+            else:
+                out[chosen] = nn.functional.pad(played, (-offset, length - played.shape[1] + offset))
+        return out
 
     def _band_limit(self, wave: Tensor) -> Tensor:
         length = wave.shape[1]

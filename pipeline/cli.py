@@ -19,6 +19,7 @@ TOOLS: dict[str, tuple[str, str]] = {
         "build a long test stream of words over noise, with its truth CSV",
     ),
     "evaluate-stream": ("pipeline.stream_eval:evaluate_stream_main", "score streaming detections against a truth CSV"),
+    "models": ("pipeline.bundled:main", "list the bundled models: task, accuracy on unseen speakers, size, speed"),
 }
 TRAINING = {
     "fit": "train a model (resume with --ckpt_path last)",

@@ -49,6 +49,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.audio import AudioError, first_line, open_audio
+from pipeline.bundled import resolve_model
 from pipeline.console import console as stdout_console
 from pipeline.console import err_console
 from pipeline.errors import KWSError
@@ -434,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mic_demo.py",
         description="Spot command words live from a microphone (or a file played as one), with a terminal view.",
     )
-    parser.add_argument("--ckpt", help="model checkpoint written by kws fit (.ckpt); required unless --list-devices")
+    parser.add_argument("--ckpt", help="model checkpoint written by kws fit (.ckpt), or the name of a bundled model "
+                        "(default: the bundled model; see kws models)")  # fmt: skip
     parser.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     inputs = parser.add_mutually_exclusive_group()
     inputs.add_argument("--device", help="input device: index or part of the name from --list-devices (default: "
@@ -472,8 +474,6 @@ def run_demo(args: argparse.Namespace, console: Console) -> Summary:
     Raises:
         KWSError: a bad checkpoint, input file, device or recording path; the file source failed mid-way.
     """
-    if not args.ckpt:
-        raise KWSError("--ckpt is required: give the model checkpoint written by kws fit")
     if args.samplerate is not None and args.samplerate <= 0:
         raise KWSError(f"--samplerate must be positive, not {args.samplerate}")
     if args.realtime and not args.input_file:
@@ -487,7 +487,9 @@ def run_demo(args: argparse.Namespace, console: Console) -> Summary:
         else:
             source = MicSource(tap, device, args.samplerate)
         stack.callback(source.stop)
-        detector = Detector(load_model(args.ckpt), threshold=args.threshold)
+        path, card = resolve_model(args.ckpt)
+        console.print(f"using the {card.summary()}" if card else f"using {path}", highlight=False, soft_wrap=True)
+        detector = Detector(load_model(path), threshold=args.threshold)
         recording = None
         if args.save:
             recording = stack.enter_context(open_recording(args.save, source.samplerate, source.channels))

@@ -64,6 +64,8 @@ class KWSModule(L.LightningModule):
         model: Acoustic model (encoder and classifier).
         optimizer: Optimizer and schedule.
         label_smoothing: Label smoothing of the cross-entropy loss.
+        mixup: Mixup's Beta(alpha, alpha) parameter: each training batch is blended with a shuffled copy of
+            itself (waveforms and targets, Zhang et al., 2018); 0 turns it off.
         compile: Compile the acoustic model with ``torch.compile`` for training (the checkpoint is unchanged).
 
     Example:
@@ -80,6 +82,7 @@ class KWSModule(L.LightningModule):
         model: ModelConfig = ModelConfig(),
         optimizer: OptimizerConfig = OptimizerConfig(),
         label_smoothing: float = 0.0,
+        mixup: float = 0.0,
         compile: bool = False,
     ) -> None:
         super().__init__()
@@ -97,6 +100,7 @@ class KWSModule(L.LightningModule):
         self.labels: list[str] | None = None
         self.encoder: nn.Module | None = None
         self.compile_encoder = compile
+        self.mixup = torch.distributions.Beta(mixup, mixup) if mixup > 0 else None
         if labels:
             self._build(list(labels))
 
@@ -132,8 +136,14 @@ class KWSModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         wave, target = batch
-        logits = self(wave)
-        loss = self.loss(logits, target)
+        if self.mixup is None:
+            logits = self(wave)
+            loss = self.loss(logits, target)
+        else:
+            share = self.mixup.sample().item()
+            partner = torch.randperm(len(wave), device=wave.device)
+            logits = self(share * wave + (1 - share) * wave[partner])
+            loss = share * self.loss(logits, target) + (1 - share) * self.loss(logits, target[partner])
         self.train_acc(logits, target)
         self.log("train_loss", loss, prog_bar=True)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)

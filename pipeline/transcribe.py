@@ -24,6 +24,7 @@ import soundfile as sf
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.audio import AUDIO_SUFFIXES, AudioError, first_line, open_audio, to_mono
+from pipeline.bundled import resolve_model
 from pipeline.console import err_console, warn
 from pipeline.errors import KWSError
 from pipeline.files import write_text
@@ -181,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="audio file, folder (searched recursively), glob pattern, or - for a WAV stream on stdin")
-    parser.add_argument("--ckpt", required=True, help="model checkpoint written by kws fit (.ckpt)")
+    parser.add_argument("--ckpt", help="model checkpoint written by kws fit (.ckpt), or the name of a bundled model "
+                        "(default: the bundled model; see kws models)")  # fmt: skip
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     parser.add_argument("--output", "-o", help="write the result to this file (atomically) instead of stdout")
     add_detector_arguments(parser)
@@ -205,10 +207,14 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def detector_from_args(args: argparse.Namespace) -> Detector:
-    """Load ``--ckpt`` and build the detector the flags of :func:`add_detector_arguments` describe."""
+    """Load ``--ckpt`` (default: the bundled model, named on stderr) and build the detector the flags of
+    :func:`add_detector_arguments` describe."""
     if args.chunk_samples <= 0:
         raise KWSError(f"--chunk-samples must be positive, not {args.chunk_samples}")
-    model = load_model(args.ckpt, args.runtime)
+    path, card = resolve_model(args.ckpt)
+    if card is not None:
+        err_console.print(f"using the {card.summary()}", highlight=False, soft_wrap=True)
+    model = load_model(path, args.runtime)
     return Detector(model, args.threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
 
 

@@ -64,3 +64,20 @@ def test_reverb_and_band_limiting() -> None:
     config = AugmentConfig(time_shift_ms=0, noise_prob=0, band_prob=1.0, lowpass_hz=(3000, 4000))
     limited = WaveAugment(config)(tone.repeat(4, 1))
     assert (limited.norm(dim=1) < 0.01 * tone.norm()).all()  # 6 kHz is above every low-pass edge
+
+
+def test_speed_perturbation_scales_pitch_and_keeps_the_length() -> None:
+    rate = 16000
+    t = torch.arange(rate) / rate
+    tone = 0.3 * torch.sin(2 * torch.pi * 1000 * t)
+    config = AugmentConfig(time_shift_ms=0, noise_prob=0, speed=(1.2, 1.2))
+    fast = WaveAugment(config)(tone.repeat(2, 1))
+    assert fast.shape == (2, rate)
+    peak = torch.fft.rfft(fast[0, 4000:12000]).abs().argmax().item() * rate / 8000
+    assert abs(peak - 1200) < 10  # played 1.2 times faster: 1 kHz becomes 1.2 kHz
+    torch.manual_seed(0)
+    config = AugmentConfig(time_shift_ms=0, noise_prob=0, speed=(0.8, 1.2))
+    first = WaveAugment(config)(tone.repeat(16, 1))
+    torch.manual_seed(0)
+    assert torch.equal(first, WaveAugment(config)(tone.repeat(16, 1)))  # deterministic under a seed
+    assert len({round(float(x.abs().sum()), 1) for x in first}) > 3  # clips get different speeds

@@ -115,10 +115,13 @@ def test_compile_and_bf16_switches_keep_the_checkpoint_portable(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert _fit(tone_corpus, "--model.compile=true", "--trainer.precision=bf16-mixed", "--trainer.max_epochs=1",
-                "--model.model.name=tcresnet", "--run=switches") == 0  # fmt: skip
+                "--model.model.name=tcresnet", "--run=switches", "--model.mixup=0.2",
+                "--data.augment.speed=[0.9, 1.1]") == 0  # fmt: skip
     ckpt = tmp_path / "runs" / "switches" / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    assert state["hyper_parameters"]["compile"] is True
+    assert state["hyper_parameters"]["compile"] is True and state["hyper_parameters"]["mixup"] == 0.2
+    config = (tmp_path / "runs" / "switches" / "config.yaml").read_text()
+    assert "speed:\n    - 0.9\n    - 1.1" in config
     plain = KWSModule(labels=state["hyper_parameters"]["labels"], model=state["hyper_parameters"]["model"])
     assert set(state["state_dict"]) == set(plain.state_dict())  # compiled in place: the keys of the plain model
     model = load_model(ckpt, runtime="torch")

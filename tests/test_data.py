@@ -190,3 +190,27 @@ def test_salted_hash_resplits_speakers_the_standard_hash_chose() -> None:
     salted = Counter(corpus.split_of(c, 10, 50, use_lists=False, salt="resplit:") for c in corpus.clips)
     assert plain == {"test": 100}
     assert salted["train"] > 20 and salted["test"] > 30 and salted["validation"] > 0
+
+
+def test_folds_partition_the_speakers_and_the_fold_rule_tests_one_fold(tmp_path: Path) -> None:
+    from pipeline.data.speech_commands import which_fold
+
+    speakers = [f"s{i}" for i in range(2000)]
+    folds = Counter(which_fold("resplit:" + s, 5) for s in speakers)
+    assert set(folds) == set(range(5)) and min(folds.values()) > 300  # every speaker in one of 5 even folds
+    archive = make_archive(tmp_path / "archive", ["yes", "no"], ["cat"], speakers=30)
+    clips = scan(archive).clips  # the rows of the archive's store
+
+    def speakers(dm: SpeechCommandsDataModule, split: str) -> set[str]:
+        return {clips[row].speaker for store, row in dm.datasets[split].items}
+
+    tested: list[set[str]] = []
+    for fold in range(3):
+        dm = _dm(archive, task=["yes", "no"], split="fold", folds=3, fold=fold, hash_salt="x:")
+        held_out, trained = speakers(dm, "test"), speakers(dm, "train") | speakers(dm, "validation")
+        assert held_out and speakers(dm, "train") and held_out.isdisjoint(trained)
+        assert held_out | trained == {c.speaker for c in clips}
+        tested.append(held_out)
+    assert sum(map(len, tested)) == len(set().union(*tested)) == 30 + 30  # each speaker tested once (+ silences)
+    with pytest.raises(DataError, match="data.fold must lie in"):
+        SpeechCommandsDataModule(root=str(archive), split="fold", folds=3, fold=3)

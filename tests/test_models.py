@@ -104,3 +104,23 @@ def test_sub_spectral_norm_inference_form_matches_batch_norm() -> None:
     x = torch.randn(2, 4, 20, 30)
     reference = ssn.bn(x.reshape(2, 20, 4, 30)).reshape(2, 4, 20, 30)
     torch.testing.assert_close(ssn(x), reference, atol=1e-5, rtol=1e-5)
+
+
+
+def test_mixup_blends_waveforms_and_targets() -> None:
+    torch.manual_seed(0)
+    wave = torch.randn(8, 16000) * torch.logspace(-3, 0, 8)[:, None]  # clips of very different levels
+    target = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    labels = ["_silence_", "_unknown_", "yes", "no"]
+    plain = KWSModule(labels=labels).eval()  # eval: no SpecAugment masks or dropout draws to compare around
+    mixed = KWSModule(labels=labels, mixup=0.4).eval()
+    mixed.load_state_dict(plain.state_dict())
+    torch.manual_seed(1)
+    loss = mixed.training_step((wave, target), 0)
+    torch.manual_seed(1)  # the same draws: the blend share, then each clip's partner
+    share = torch.distributions.Beta(0.4, 0.4).sample().item()
+    partner = torch.randperm(8)
+    logits = plain(share * wave + (1 - share) * wave[partner])
+    expected = share * plain.loss(logits, target) + (1 - share) * plain.loss(logits, target[partner])
+    assert 0 < share < 1 and torch.allclose(loss, expected, atol=1e-5)
+    assert not torch.allclose(loss, plain.loss(logits, target))  # the targets are blended too

@@ -22,6 +22,7 @@ from pipeline.data.speech_commands import SILENCE, SPLITS, UNKNOWN, Corpus, Data
 
 SILENCE_STORE = -1  # store index of generated silence clips
 MAX_REPORTED = 3  # unreadable files named in the warning
+SplitRule = Literal["auto", "hash", "test", "fold"]
 
 
 class KWSDataset(Dataset):
@@ -76,10 +77,13 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             lists, 0 for every-word tasks; 0 drops the class).
         unknown_share: Other-word clips labelled ``_unknown_``, same fraction and defaults.
         split: ``auto`` (list files if present, else speaker hash; an archive-layout root is all test),
-            ``hash`` (speaker hash, ignoring list files) or ``test`` (the whole root is the test split);
-            a list gives one rule per root.
+            ``hash`` (speaker hash, ignoring list files), ``test`` (the whole root is the test split) or
+            ``fold`` (speaker-disjoint cross-validation: the speakers of fold ``fold`` of ``folds`` are the
+            test split, the rest are hashed into validation and train); a list gives one rule per root.
         validation_percentage: Share of speakers hashed into validation.
         testing_percentage: Share of speakers hashed into test.
+        folds: Number of cross-validation folds of the ``fold`` rule (equal bands of the salted speaker hash).
+        fold: The fold (``0 .. folds - 1``) that the ``fold`` rule makes the test split.
         hash_salt: Text put before each speaker id when hashing. The official test archive's speakers were
             themselves chosen by the standard hash (they all fall in its test band), so re-splitting that
             folder needs a salt.
@@ -100,9 +104,11 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         task: str | list[str] = "12",
         silence_share: float | None = None,
         unknown_share: float | None = None,
-        split: Literal["auto", "hash", "test"] | list[Literal["auto", "hash", "test"]] = "auto",
+        split: SplitRule | list[SplitRule] = "auto",
         validation_percentage: float = 10.0,
         testing_percentage: float = 10.0,
+        folds: int = 5,
+        fold: int = 0,
         hash_salt: str = "",
         noise_dir: str | None = None,
         batch_size: int = 128,
@@ -133,6 +139,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.task: Task = make_task(str(task) if isinstance(task, int) else task, version, silence_share, unknown_share)
         self.labels: list[str] = self.task.labels
         self.percentages = (validation_percentage, testing_percentage)
+        if folds < 2 or not 0 <= fold < folds:
+            raise DataError(f"data.fold must lie in 0 .. data.folds - 1 with at least 2 folds, not {fold} of {folds}")
+        self.fold = (fold, folds)
         self.hash_salt = hash_salt
         self.noise_dir = Path(noise_dir) if noise_dir else None
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
@@ -190,7 +199,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             if rule == "test" or (rule == "auto" and corpus.layout == "archive"):
                 split = "test"
             else:
-                split = corpus.split_of(clip, *self.percentages, use_lists=rule == "auto", salt=self.hash_salt)
+                split = corpus.split_of(
+                    clip, *self.percentages, use_lists=rule == "auto", salt=self.hash_salt,
+                    fold=self.fold if rule == "fold" else None,
+                )  # fmt: skip
             word = clip.word
             if word in index and word not in (SILENCE, UNKNOWN):
                 per_split[split]["known"].append((row, index[word]))

@@ -44,13 +44,23 @@ def speaker_of(filename: str) -> str:
     return re.sub(r"_nohash_.*$", "", Path(filename).stem)
 
 
+def speaker_percentage(filename: str) -> float:
+    """Where the speaker of ``filename`` falls in ``[0, 100]`` under the dataset's speaker hash."""
+    hashed = hashlib.sha1(speaker_of(filename).encode()).hexdigest()
+    return (int(hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+
+
+def which_fold(filename: str, folds: int) -> int:
+    """The cross-validation fold (``0 .. folds - 1``) of a file's speaker: equal bands of the speaker hash."""
+    return min(folds - 1, int(speaker_percentage(filename) * folds / 100.0))
+
+
 def which_set(filename: str, validation_percentage: float = 10.0, testing_percentage: float = 10.0) -> str:
     """Assign a file to ``train``/``validation``/``test`` by hashing its speaker id (dataset README rule).
 
     All clips of one speaker land in the same split, and the assignment never changes as files are added.
     """
-    hashed = hashlib.sha1(speaker_of(filename).encode()).hexdigest()
-    percentage = (int(hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+    percentage = speaker_percentage(filename)
     if percentage < validation_percentage:
         return "validation"
     if percentage < validation_percentage + testing_percentage:
@@ -129,10 +139,16 @@ class Corpus:
 
     def split_of(
         self, clip: Clip, validation_percentage: float, testing_percentage: float, use_lists: bool = True,
-        salt: str = "",
+        salt: str = "", fold: tuple[int, int] | None = None,
     ) -> str:  # fmt: skip
         """The split of a clip: the list files when present (and ``use_lists``), else the hash of ``salt`` +
-        its speaker id."""
+        its speaker id. ``fold = (k, folds)``: the speakers of fold ``k`` are the test split, the others are
+        hashed into validation and train with no test share (speaker-disjoint cross-validation)."""
+        if fold is not None:
+            k, folds = fold
+            if which_fold(salt + clip.speaker, folds) == k:
+                return "test"
+            return which_set(salt + clip.speaker, validation_percentage, 0.0)
         if use_lists and self.lists is not None:
             rel = clip.path.relative_to(self.root).as_posix()
             for split in ("validation", "test"):

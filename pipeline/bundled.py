@@ -1,0 +1,120 @@
+"""Models that ship inside the package, so that ``kws transcribe`` and the microphone demo work at once.
+
+Each bundled model is an inference-only checkpoint in ``pipeline/weights/`` (hyper-parameters and the front end's
+and acoustic model's weights, as ``kws fit`` writes them, without optimizer state) with a card in
+``pipeline/weights/models.json``: what it recognises, how it was trained, and its figures measured by
+``scripts/crossval.py`` on real speakers it never heard. ``scripts/ship_model.py`` writes both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+
+from pipeline.console import console
+from pipeline.errors import KWSError
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+CARDS_FILE = WEIGHTS_DIR / "models.json"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A bundled model and its measured figures.
+
+    Args:
+        name: What ``--ckpt`` accepts instead of a path.
+        file: Checkpoint file in ``pipeline/weights/``.
+        about: One line: task and architecture.
+        labels: Class names in output order.
+        params: Parameters of the acoustic model.
+        accuracy: Mean accuracy over the cross-validation folds (unseen real speakers, 0-1).
+        accuracy_spread: Standard deviation of that accuracy over the folds.
+        folds: Number of cross-validation folds behind the figures.
+        false_accepts_per_hour: Mean detections per hour on streams of unseen speakers saying other words.
+        ms_per_window: Median time to score one 1 s window on one CPU thread (front end and model, ONNX Runtime).
+        recipe: The command that reproduces the file.
+        default: The model used when no ``--ckpt`` is given.
+    """
+
+    name: str
+    file: str
+    about: str
+    labels: list[str]
+    params: int
+    accuracy: float
+    accuracy_spread: float
+    folds: int
+    false_accepts_per_hour: float
+    ms_per_window: float
+    recipe: str
+    default: bool = False
+
+    @property
+    def path(self) -> Path:
+        return WEIGHTS_DIR / self.file
+
+    def summary(self) -> str:
+        """One line naming the model and its cross-validated accuracy."""
+        return (f"bundled model {self.name}: {self.about}; {self.accuracy:.1%} on unseen real speakers "
+                f"({self.folds}-fold cross-validation)")  # fmt: skip
+
+
+def bundled_models() -> list[ModelCard]:
+    """Every bundled model, the default first."""
+    try:
+        cards = json.loads(CARDS_FILE.read_text())
+    except FileNotFoundError:
+        return []
+    return sorted((ModelCard(**card) for card in cards), key=lambda card: not card.default)
+
+
+def resolve_model(ckpt: str | None) -> tuple[str, ModelCard | None]:
+    """The checkpoint path that ``--ckpt`` names (a file, or a bundled model's name), and its card if bundled.
+
+    ``None`` means the default bundled model.
+
+    Raises:
+        KWSError: no ``--ckpt`` and no bundled model.
+    """
+    cards = bundled_models()
+    if ckpt is None:
+        if not cards:
+            raise KWSError("no model is bundled with this installation: give a checkpoint with --ckpt")
+        return str(cards[0].path), cards[0]
+    by_name = {card.name: card for card in cards}
+    if ckpt in by_name and not Path(ckpt).exists():
+        return str(by_name[ckpt].path), by_name[ckpt]
+    return ckpt, None
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``kws models``: a table of the bundled models; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="kws models",
+        description="List the models bundled with the package (use one with --ckpt NAME; the first is the default).",
+    )
+    parser.parse_args(argv)
+    cards = bundled_models()
+    if not cards:
+        console.print("no model is bundled with this installation", highlight=False)
+        return 0
+    table = Table(title="bundled models (accuracy and false accepts: unseen real speakers, cross-validated)")
+    for column in ("name", "task and model", "classes", "accuracy", "false accepts/h", "params", "file",
+                   "ms/window"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("name", "task and model") else "right")
+    for card in cards:
+        table.add_row(
+            card.name + " (default)" * card.default, card.about, str(len(card.labels)),
+            f"{card.accuracy:.1%} ± {card.accuracy_spread:.1%}", f"{card.false_accepts_per_hour:.1f}",
+            f"{card.params:,}", f"{card.path.stat().st_size / 1024:.0f} KiB", f"{card.ms_per_window:.2f}",
+        )  # fmt: skip
+    console.print(table)
+    for card in cards:
+        console.print(f"{card.name}: {', '.join(card.labels)}\n  reproduce: {card.recipe}", highlight=False,
+                      soft_wrap=True)  # fmt: skip
+    return 0

@@ -1,0 +1,342 @@
+"""Speaker-disjoint cross-validation on real speakers: the measure every recipe decision rests on.
+
+The speakers of ``--real-test`` (the official test-archive layout, e.g. ``speech_commands_v0.02_test_part_a``)
+are cut into ``--folds`` folds by a salted speaker hash (``data.split: fold``). For each experiment and fold a
+model is trained with ``configs/real_12.yaml`` on the TTS corpus, every ``--real-train`` speaker and the other
+folds' speakers, then
+
+* tested on its own fold's speakers (``kws test``): accuracy, 12 classes;
+* run by the streaming engine (default settings, several thresholds) over two 30-minute streams of its own
+  fold's speakers over the official noise: one saying the ten commands (the share found correctly), one saying
+  only *other* words (the non-command words of ``_unknown_``; every detection is a false accept, per hour).
+
+Learning-curve experiments (``curve-N``) train on the TTS corpus plus ``N`` speakers of ``--real-train`` only
+and are tested on every speaker of ``--real-test`` (none of them trained on), once.
+
+Results go to ``runs/crossval/results.json`` as each job ends (written atomically); a rerun skips finished
+jobs and resumes interrupted trainings, so the script can be stopped and started at will. The table prints
+mean ± standard deviation over folds.
+
+Example:
+    python scripts/crossval.py --synth data/synth_gsc12 \\
+        --real-train ../shared/data/speech_commands_train_speakers \\
+        --real-test ../shared/data/speech_commands_v0.02_test_part_a --experiments base,unknown-30
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold  # noqa: E402
+from pipeline.files import atomic_path, write_text  # noqa: E402
+from pipeline.streaming import THRESHOLD  # noqa: E402
+
+OUT = REPO / "runs" / "crossval"
+SALT = "resplit:"  # the official test archive's speakers all share one band of the unsalted hash
+FOLDS = 5
+STREAM_MINUTES = 30.0  # of each stream per fold
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # detector thresholds the streams are scored at
+# the default training budget of one job: epochs x batches of 64 clips (a quarter of real_12's 30 epochs)
+EPOCHS, BATCHES = 15, 120
+CURVE_SEED = 0  # which speakers a learning-curve subset takes
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One row of the table: ``kws fit`` overrides on top of the cross-validation recipe."""
+
+    about: str
+    args: tuple[str, ...] = ()
+    speakers: int | None = None  # learning curve: this many --real-train speakers, no --real-test speakers
+
+
+EXPERIMENTS = {
+    "tts-only": Experiment("TTS corpus only (no real speaker)", speakers=0),
+    "base": Experiment("real_12 recipe, TTS + all real data, weights 1:1:1"),
+    "unknown-30": Experiment("base, real _unknown_ drawn up to 30 % of the words", ("--data.unknown_share=0.3",)),
+    "weights-121": Experiment("base, weights 1:2:1 (more real training speakers)", ("--data.weights=[1, 2, 1]",)),
+    "no-tts": Experiment("base without the TTS corpus (weight 0)", ("--data.weights=[0, 1, 1]",)),
+    "speed": Experiment("base + speed perturbation 0.85-1.15", ("--data.augment.speed=[0.85, 1.15]",)),
+    "mixup": Experiment("base + mixup (alpha 0.2)", ("--model.mixup=0.2",)),
+    "long": Experiment("base, twice the epochs", ("--trainer.max_epochs=30",)),
+    "tcresnet14-1.5": Experiment(
+        "base with TC-ResNet14-1.5", ("--model.model.name=tcresnet", "--model.model.size=14-1.5",
+                                      "--model.features.n_mels=40", "--model.features.n_mfcc=40")),  # fmt: skip
+    "curve-25": Experiment("TTS + 25 real training speakers", speakers=25),
+    "curve-100": Experiment("TTS + 100 real training speakers", speakers=100),
+    "curve-400": Experiment("TTS + 400 real training speakers", speakers=400),
+    "curve-all": Experiment("TTS + every real training speaker (740)", speakers=10**9),
+}
+
+
+def job_name(name: str, fold: int | None) -> str:
+    return name if fold is None else f"{name}/fold{fold}"
+
+
+def speaker_subset(root: Path, n: int) -> Path:
+    """A folder of links to the clips of ``n`` speakers of ``root`` (chosen by salted hash), made once."""
+    out = OUT / "subsets" / f"{root.name}-{n}"
+    if out.is_dir():
+        return out
+    corpus = scan(root)
+    speakers = sorted({c.speaker for c in corpus.clips}, key=lambda s: which_fold(f"{CURVE_SEED}:{s}", 10**6))
+    chosen = set(speakers[:n])
+    tmp = out.with_name(out.name + ".tmp")
+    for clip in corpus.clips:
+        if clip.speaker in chosen:
+            link = tmp / clip.path.relative_to(root)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(clip.path.resolve())
+    tmp.rename(out)
+    return out
+
+
+def fit_and_test(name: str, fold: int | None, args: argparse.Namespace, env: dict[str, str]) -> Path:
+    """Train one job (resuming an interrupted one) and test it; return the checkpoint."""
+    exp = EXPERIMENTS[name]
+    run = Path("crossval") / job_name(name, fold)
+    run_dir = REPO / "runs" / run
+    budget = [f"--trainer.max_epochs={args.epochs}", f"--trainer.limit_train_batches={args.batches}"]
+    common = ["--data.testing_percentage=0", "--data.validation_percentage=10", f"--data.hash_salt={SALT}"]
+    if exp.speakers is None:
+        roots = [args.synth, args.real_train, args.real_test]
+        data = [f"--data.root=[{', '.join(roots)}]", "--data.split=[auto, hash, fold]", "--data.weights=[1, 1, 1]",
+                f"--data.folds={args.folds}", f"--data.fold={fold}"]  # fmt: skip
+        test = [f"--data.root={args.real_test}", "--data.split=fold", f"--data.folds={args.folds}",
+                f"--data.fold={fold}", f"--data.hash_salt={SALT}"]  # fmt: skip
+    else:
+        roots = [args.synth] + ([str(speaker_subset(Path(args.real_train), exp.speakers))] if exp.speakers else [])
+        data = [f"--data.root=[{', '.join(roots)}]", f"--data.split=[auto{', hash' * (len(roots) - 1)}]",
+                f"--data.weights=[{', '.join(['1'] * len(roots))}]"]  # fmt: skip
+        test = [f"--data.root={args.real_test}", "--data.split=test"]
+    ckpt = run_dir / "checkpoints" / "best.ckpt"
+    log = run_dir.with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    kws = [sys.executable, "-m", "pipeline"]
+    with open(log, "a") as out:
+        if not (run_dir / "done").exists():
+            resume = ["--ckpt_path=last"] if (run_dir / "checkpoints" / "last.ckpt").exists() else []
+            fit = [*kws, "fit", "--config", str(REPO / "configs" / "real_12.yaml"), f"--run={run}",
+                   *data, *common, *budget, *exp.args, *resume]  # fmt: skip
+            if subprocess.run(fit, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT).returncode:
+                raise RuntimeError(f"training {run} failed: see {log}")
+            (run_dir / "done").touch()
+        if subprocess.run([*kws, "test", f"--ckpt_path={ckpt}", *test], cwd=REPO, env=env, stdout=out,
+                          stderr=subprocess.STDOUT).returncode:  # fmt: skip
+            raise RuntimeError(f"testing {run} failed: see {log}")
+    return ckpt
+
+
+def read_accuracy(ckpt: Path) -> tuple[float, int, dict[str, float]]:
+    """Accuracy, clips and per-label recall from the confusion matrix ``kws test`` wrote beside ``ckpt``."""
+    with open(ckpt.parent / "confusion_matrix.csv") as f:
+        rows = list(csv.reader(f))
+    labels = rows[0][1:]
+    counts = [[int(v) for v in row[1:]] for row in rows[1:]]
+    total = sum(map(sum, counts))
+    recall = {label: counts[i][i] / max(1, sum(counts[i])) for i, label in enumerate(labels)}
+    return sum(counts[i][i] for i in range(len(counts))) / max(total, 1), total, recall
+
+
+def fold_stream(real_test: Path, folds: int, fold: int | None, noise: Path, commands: bool) -> Path:
+    """A stream of the fold's speakers (every speaker when ``fold`` is None) over ``noise``, saying the ten
+    commands (``commands``) or only other words; its truth CSV beside it. Made once."""
+    from pipeline.audio import save_audio
+    from pipeline.stream_eval import make_stream, truth_path, write_truth
+
+    kind = "commands" if commands else "other-words"
+    path = OUT / "streams" / f"{kind}-{'all' if fold is None else f'{fold}of{folds}'}.wav"
+    if path.exists():
+        return path
+    source = OUT / "streams" / f"source-{path.stem}"
+    for clip in scan(real_test).clips:
+        if clip.word in (SILENCE, UNKNOWN) or (clip.word in TWELVE_WORDS) != commands:
+            continue
+        if fold is not None and which_fold(SALT + clip.speaker, folds) != fold:
+            continue
+        name = clip.path.name if commands else clip.path.name.partition("_")[2]  # _unknown_/<word>_<speaker>...
+        link = source / clip.word / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(clip.path.resolve())
+    audio, truth = make_stream(source, noise, STREAM_MINUTES, seed=fold or 0, split="all")
+    write_truth(truth_path(path), truth)
+    save_audio(path, audio)
+    return path
+
+
+def stream_figures(ckpt: Path, streams: tuple[Path, Path]) -> dict[str, dict[str, float]]:
+    """Per threshold: the share of command words found correctly on the commands stream, and the detections
+    per hour on the other-words stream (every one a false accept); the engine's other settings at defaults."""
+    import torch
+
+    from pipeline.audio import load_audio
+    from pipeline.stream_eval import read_truth, truth_path, tune
+    from pipeline.streaming import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, load_model
+
+    torch.set_num_threads(1)
+    model = load_model(ckpt)
+    figures: dict[str, dict[str, float]] = {f"{t:g}": {} for t in THRESHOLDS}
+    for stream, key in zip(streams, ("commands_correct", "false_accepts_per_hour")):
+        rows = tune(model, load_audio(stream), read_truth(truth_path(stream)), strides_ms=(STRIDE_MS,),
+                    thresholds=THRESHOLDS, smooth_ms=(SMOOTH_MS,), suppression_ms=(SUPPRESSION_MS,))  # fmt: skip
+        for settings, stats in rows:
+            figures[f"{settings.threshold:g}"][key] = (
+                stats.correct / stats.ground_truth if key == "commands_correct"
+                else (stats.wrong + stats.false_positives) * 3600 / stats.seconds
+            )  # fmt: skip
+    return figures
+
+
+def _mean_sd(values: list[float], scale: float = 1.0, unit: str = "") -> str:
+    spread = f" ± {statistics.stdev(values) * scale:.1f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values) * scale:.1f}{unit}{spread}"
+
+
+def summary(results: dict[str, dict[str, dict]], names: list[str], threshold: float) -> str:
+    """The README table: one row per experiment, mean ± standard deviation over folds."""
+    lines = [f"| experiment | accuracy, unseen real speakers | command words found (stream) | false accepts / hour "
+             f"| folds | clips |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name in names:
+        rows = list(results.get(name, {}).values())
+        if not rows:
+            continue
+        at = [r["streams"][f"{threshold:g}"] for r in rows]
+        lines.append(
+            f"| `{name}`: {EXPERIMENTS[name].about} | {_mean_sd([r['accuracy'] for r in rows], 100, ' %')} "
+            f"| {_mean_sd([a['commands_correct'] for a in at], 100, ' %')} "
+            f"| {_mean_sd([a['false_accepts_per_hour'] for a in at])} | {len(rows)} | {sum(r['clips'] for r in rows)} |"
+        )
+    return "\n".join(lines) + f"\n(stream figures at threshold {threshold:g})"
+
+
+def sweep(results: dict[str, dict[str, dict]], name: str) -> str:
+    """Command words found and false accepts per hour at each threshold, mean over the folds of ``name``."""
+    rows = list(results.get(name, {}).values())
+    lines = [f"| `{name}`: threshold | command words found | false accepts / hour |", "| --- | --- | --- |"]
+    for t in THRESHOLDS:
+        at = [r["streams"][f"{t:g}"] for r in rows]
+        lines.append(f"| {t:g} | {_mean_sd([a['commands_correct'] for a in at], 100, ' %')} "
+                     f"| {_mean_sd([a['false_accepts_per_hour'] for a in at])} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot_curve(results: dict[str, dict[str, dict]], real_train: Path, out: Path) -> None:
+    """The learning curve: accuracy on every --real-test speaker against the real training speakers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    total = len({c.speaker for c in scan(real_train).clips})
+    points = sorted((min(EXPERIMENTS[n].speakers, total), r["None"]["accuracy"] * 100)
+                    for n, r in results.items() if EXPERIMENTS.get(n, Experiment("")).speakers is not None and "None" in r)  # fmt: skip
+    if len(points) < 2:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x, y = zip(*points)
+    ax.plot([max(v, 5) for v in x], y, "o-", label="measured (TTS corpus + real training speakers)")
+    ax.set_xscale("log")
+    ax.set_xlabel("real training speakers (0 plotted at 5)")
+    ax.set_ylabel("accuracy on 130 unseen real speakers (%)")
+    ax.set_title("12-class accuracy against real training speakers")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--synth", required=True, help="TTS corpus made by kws synth")
+    parser.add_argument("--real-train", required=True, help="real training speakers (Google layout)")
+    parser.add_argument("--real-test", required=True, help="real speakers to cross-validate on (test-archive layout)")
+    parser.add_argument("--noise", help="background noise for the other-words streams (default: REAL_TRAIN/../"
+                        "speech_commands_background_noise)")  # fmt: skip
+    parser.add_argument("--experiments", default="base", help=f"comma-separated, from: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("--folds", type=int, default=FOLDS, help=f"number of folds (default: {FOLDS})")
+    parser.add_argument("--only-folds", help="comma-separated folds to run (default: all)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs per job (default: {EPOCHS})")
+    parser.add_argument("--batches", type=int, default=BATCHES,
+                        help=f"batches of 64 clips per epoch (default: {BATCHES})")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run side by side (default: 1)")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) // 2),
+                        help="threads per training (default: half the cores)")
+    parser.add_argument("--plot", help="write the learning curve of the curve-* experiments to this PNG")
+    parser.add_argument("--threshold", type=float, default=THRESHOLD, choices=THRESHOLDS,
+                        help=f"detector threshold of the table's stream figures (default: {THRESHOLD:g})")
+    args = parser.parse_args()
+    names = [n.strip() for n in args.experiments.split(",") if n.strip()]
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        parser.error(f"unknown experiment(s) {', '.join(unknown)}: choose from {', '.join(EXPERIMENTS)}")
+    if args.folds < 2 or args.jobs < 1 or args.threads < 1 or args.epochs < 1 or args.batches < 1:
+        parser.error("--folds must be at least 2, and --jobs, --threads, --epochs and --batches at least 1")
+    for flag in ("synth", "real_train", "real_test"):
+        if not Path(getattr(args, flag)).is_dir():
+            parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)} is not a folder")
+    noise = Path(args.noise or Path(args.real_train).parent / "speech_commands_background_noise")
+    if not noise.is_dir():
+        parser.error(f"no background-noise folder at {noise}: give one with --noise")
+    folds = [int(f) for f in args.only_folds.split(",")] if args.only_folds else list(range(args.folds))
+    results_path = OUT / "results.json"
+    results: dict[str, dict[str, dict]] = json.loads(results_path.read_text()) if results_path.exists() else {}
+    jobs = [(n, None if EXPERIMENTS[n].speakers is not None else f) for n in names
+            for f in ([None] if EXPERIMENTS[n].speakers is not None else folds)]  # fmt: skip
+    todo = [(n, f) for n, f in jobs if "streams" not in results.get(n, {}).get(str(f), {})]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
+    lock = threading.Lock()
+
+    def run(job: tuple[str, int | None]) -> None:
+        name, fold = job
+        ckpt = fit_and_test(name, fold, args, env)
+        accuracy, clips, recall = read_accuracy(ckpt)
+        with lock:  # one in-process stream evaluation at a time
+            streams = tuple(fold_stream(Path(args.real_test), args.folds, fold, noise, c) for c in (True, False))
+            figures = stream_figures(ckpt, streams)
+            results.setdefault(name, {})[str(fold)] = {
+                "accuracy": accuracy, "clips": clips, "recall": recall, "streams": figures,
+                "ckpt": str(ckpt.relative_to(REPO)),
+            }  # fmt: skip
+            write_text(results_path, json.dumps(results, indent=1, sort_keys=True) + "\n")
+            fa = figures[f"{args.threshold:g}"]["false_accepts_per_hour"]
+            progress.console.print(f"{job_name(name, fold)}: {accuracy:.1%} on {clips} clips, {fa:.1f} false accepts/h")
+
+    columns = (TextColumn("cross-validation"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task("jobs", total=len(jobs), completed=len(jobs) - len(todo))
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for future in [pool.submit(run, job) for job in todo]:
+                try:
+                    future.result()
+                except RuntimeError as err:
+                    progress.console.print(f"[red]error:[/] {err}")
+                progress.advance(task)
+    print(summary(results, names, args.threshold))
+    for name in names:
+        if results.get(name):
+            print("\n" + sweep(results, name))
+    if args.plot:
+        plot_curve(results, Path(args.real_train), Path(args.plot))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The bundled model: it loads, knows the 12 labels, recognises words a TTS voice it never trained on says, and
+``kws transcribe`` / ``kws models`` / the microphone demo use it when no ``--ckpt`` is given."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import one_thread
+from pipeline import bundled
+from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, save_audio
+from pipeline.cli import main
+from pipeline.data import synth
+from pipeline.data.speech_commands import TWELVE_WORDS, make_task
+from pipeline.errors import KWSError
+from pipeline.live import main as mic_demo
+from pipeline.streaming import load_model
+
+# flite's voices are the TTS corpus's test family: the bundled model never trained on them
+VOICE = synth.Voice(synth.FLITE, "slt")
+MIN_RECOGNISED = 8  # of the ten command words
+
+
+def _centred(audio: np.ndarray) -> np.ndarray:
+    clip = np.zeros(CLIP_SAMPLES, np.float32)
+    speech = audio[:CLIP_SAMPLES]
+    start = (CLIP_SAMPLES - len(speech)) // 2
+    clip[start : start + len(speech)] = speech * (0.3 / np.abs(speech).max())
+    return clip
+
+
+@pytest.fixture(scope="module")
+def spoken() -> dict[str, np.ndarray]:
+    """The ten command words said by a held-out TTS voice, each centred in a 1 s clip."""
+    if shutil.which(synth.FLITE) is None:
+        pytest.skip(f"flite is not installed ({synth.INSTALL})")
+    return {w: _centred(a) for w, a in zip(TWELVE_WORDS, synth.speak(VOICE, [(w, 1.0, 0.0) for w in TWELVE_WORDS]))}
+
+
+def test_the_default_bundled_model_is_small_and_knows_the_12_labels() -> None:
+    cards = bundled.bundled_models()
+    assert cards and cards[0].default and sum(c.default for c in cards) == 1
+    card = cards[0]
+    assert card.path.stat().st_size <= 1 << 20
+    assert 0.5 < card.accuracy <= 1 and card.folds >= 2 and card.params <= 100_000
+    model = load_model(card.path)
+    assert model.labels == card.labels == make_task("12").labels
+    assert sum(p.numel() for p in model.encoder.parameters()) == card.params
+
+
+def test_the_bundled_model_recognises_words_of_a_voice_it_never_heard(spoken: dict[str, np.ndarray]) -> None:
+    path, _ = bundled.resolve_model(None)
+    with one_thread():
+        model = load_model(path)
+        with torch.inference_mode():
+            logits = model(torch.from_numpy(np.stack(list(spoken.values()))))
+    predicted = [model.labels[i] for i in logits.argmax(1).tolist()]
+    assert sum(p == w for p, w in zip(predicted, spoken)) >= MIN_RECOGNISED, predicted
+
+
+def test_transcribe_and_the_mic_demo_use_the_bundled_model_without_ckpt(
+    spoken: dict[str, np.ndarray], tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    said = ["yes", "stop", "left"]
+    stream = tmp_path / "said.wav"
+    save_audio(stream, np.concatenate([gap] + [x for w in said for x in (spoken[w], gap)]))
+    with one_thread():
+        assert main(["transcribe", str(stream), "--format", "csv"]) == 0
+    out = capsys.readouterr()
+    assert "using the bundled model" in out.err
+    found = [line.split(",")[1] for line in out.out.splitlines()[1:]]
+    assert sum(w in found for w in said) >= 2 and len(found) <= len(said), found
+    assert mic_demo(["--input-file", str(stream)]) == 0
+    out = capsys.readouterr().out
+    assert "using the bundled model" in out and "end of input" in out
+
+
+def test_ckpt_takes_a_bundled_name_and_kws_models_lists_them(capsys: pytest.CaptureFixture[str]) -> None:
+    card = bundled.bundled_models()[0]
+    assert bundled.resolve_model(card.name) == (str(card.path), card)
+    assert bundled.resolve_model("some/file.ckpt") == ("some/file.ckpt", None)
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert card.name in out and f"{card.accuracy:.1%}" in out and "reproduce:" in out
+
+
+def test_without_a_bundled_model_the_error_is_one_sentence(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bundled, "CARDS_FILE", tmp_path / "models.json")  # an installation without weights
+    with pytest.raises(KWSError, match="no model is bundled"):
+        bundled.resolve_model(None)
