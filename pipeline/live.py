@@ -49,7 +49,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.audio import AudioError, first_line, open_audio
-from pipeline.bundled import resolve_model
+from pipeline.bundled import default_threshold, resolve_model
 from pipeline.console import console as stdout_console
 from pipeline.console import err_console
 from pipeline.errors import KWSError
@@ -442,8 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--device", help="input device: index or part of the name from --list-devices (default: "
                         "the system's default input)")  # fmt: skip
     parser.add_argument("--samplerate", type=int, help="capture rate in Hz (default: the device's native rate)")
-    parser.add_argument("--threshold", type=float, default=THRESHOLD,
-                        help=f"smoothed score a word must exceed, 0-1 (default: {THRESHOLD})")
+    parser.add_argument("--threshold", type=float, help="smoothed score a word must exceed, 0-1 (default: a bundled "
+                        f"model's own, else {THRESHOLD})")  # fmt: skip
     parser.add_argument("--save", metavar="WAV", help="also write what is heard to this WAV file (valid after Ctrl+C)")
     inputs.add_argument("--input-file", metavar="AUDIO",
                         help="play this audio file through the capture path instead of a microphone")
@@ -489,12 +489,13 @@ def run_demo(args: argparse.Namespace, console: Console) -> Summary:
         stack.callback(source.stop)
         path, card = resolve_model(args.ckpt)
         console.print(f"using the {card.summary()}" if card else f"using {path}", highlight=False, soft_wrap=True)
-        detector = Detector(load_model(path), threshold=args.threshold)
+        threshold = default_threshold(card) if args.threshold is None else args.threshold
+        detector = Detector(load_model(path), threshold=threshold)
         recording = None
         if args.save:
             recording = stack.enter_context(open_recording(args.save, source.samplerate, source.channels))
         session = Session(detector, tap, source.samplerate, recording)
-        view = LiveView(session, source.name, args.threshold)
+        view = LiveView(session, source.name, threshold)
         with Live(view, console=console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False) as live:
             with sigint_sets(stop):
                 source.start()

@@ -24,7 +24,7 @@ import soundfile as sf
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.audio import AUDIO_SUFFIXES, AudioError, first_line, open_audio, to_mono
-from pipeline.bundled import resolve_model
+from pipeline.bundled import default_threshold, resolve_model
 from pipeline.console import err_console, warn
 from pipeline.errors import KWSError
 from pipeline.files import write_text
@@ -192,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """The detector flags shared by ``kws transcribe`` and ``kws evaluate-stream``."""
-    parser.add_argument("--threshold", type=float, default=THRESHOLD,
-                        help=f"smoothed score a word must exceed, 0-1 (default: {THRESHOLD})")
+    parser.add_argument("--threshold", type=float, help="smoothed score a word must exceed, 0-1 (default: a bundled "
+                        f"model's own, else {THRESHOLD})")  # fmt: skip
     parser.add_argument("--stride-ms", type=float, default=STRIDE_MS,
                         help=f"step between model windows, a multiple of 10 ms (default: {STRIDE_MS:g})")
     parser.add_argument("--smooth-ms", type=float, default=SMOOTH_MS,
@@ -215,7 +215,8 @@ def detector_from_args(args: argparse.Namespace) -> Detector:
     if card is not None:
         err_console.print(f"using the {card.summary()}", highlight=False, soft_wrap=True)
     model = load_model(path, args.runtime)
-    return Detector(model, args.threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
+    threshold = default_threshold(card) if args.threshold is None else args.threshold
+    return Detector(model, threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
 
 
 def _progress_callback(progress: Progress, name: str) -> Callable[[int, int], None]:

@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold  # noqa: E402
+from pipeline.errors import KWSError  # noqa: E402
 from pipeline.files import atomic_path, write_text  # noqa: E402
 from pipeline.streaming import THRESHOLD  # noqa: E402
 
@@ -73,7 +74,10 @@ EXPERIMENTS = {
     "no-tts": Experiment("base without the TTS corpus (weight 0)", ("--data.weights=[0, 1, 1]",)),
     "speed": Experiment("base + speed perturbation 0.85-1.15", ("--data.augment.speed=[0.85, 1.15]",)),
     "mixup": Experiment("base + mixup (alpha 0.2)", ("--model.mixup=0.2",)),
+    "shift-200": Experiment("base, time shift ±200 ms instead of ±100", ("--data.augment.time_shift_ms=200",)),
     "long": Experiment("base, twice the epochs", ("--trainer.max_epochs=30",)),
+    "final": Experiment("base + unknown-30 + speed: the recipe of configs/kws12.yaml (the bundled model)",
+                        ("--data.unknown_share=0.3", "--data.augment.speed=[0.85, 1.15]")),
     "tcresnet14-1.5": Experiment(
         "base with TC-ResNet14-1.5", ("--model.model.name=tcresnet", "--model.model.size=14-1.5",
                                       "--model.features.n_mels=40", "--model.features.n_mfcc=40")),  # fmt: skip
@@ -162,7 +166,7 @@ def fold_stream(real_test: Path, folds: int, fold: int | None, noise: Path, comm
 
     kind = "commands" if commands else "other-words"
     path = OUT / "streams" / f"{kind}-{'all' if fold is None else f'{fold}of{folds}'}.wav"
-    if path.exists():
+    if path.exists() and truth_path(path).exists():
         return path
     source = OUT / "streams" / f"source-{path.stem}"
     for clip in scan(real_test).clips:
@@ -214,7 +218,7 @@ def summary(results: dict[str, dict[str, dict]], names: list[str], threshold: fl
     lines = [f"| experiment | accuracy, unseen real speakers | command words found (stream) | false accepts / hour "
              f"| folds | clips |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for name in names:
-        rows = list(results.get(name, {}).values())
+        rows = [r for r in results.get(name, {}).values() if "streams" in r]  # older entries lack the streams
         if not rows:
             continue
         at = [r["streams"][f"{threshold:g}"] for r in rows]
@@ -228,7 +232,7 @@ def summary(results: dict[str, dict[str, dict]], names: list[str], threshold: fl
 
 def sweep(results: dict[str, dict[str, dict]], name: str) -> str:
     """Command words found and false accepts per hour at each threshold, mean over the folds of ``name``."""
-    rows = list(results.get(name, {}).values())
+    rows = [r for r in results.get(name, {}).values() if "streams" in r]
     lines = [f"| `{name}`: threshold | command words found | false accepts / hour |", "| --- | --- | --- |"]
     for t in THRESHOLDS:
         at = [r["streams"][f"{t:g}"] for r in rows]
@@ -312,10 +316,11 @@ def main() -> None:
         with lock:  # one in-process stream evaluation at a time
             streams = tuple(fold_stream(Path(args.real_test), args.folds, fold, noise, c) for c in (True, False))
             figures = stream_figures(ckpt, streams)
-            results.setdefault(name, {})[str(fold)] = {
-                "accuracy": accuracy, "clips": clips, "recall": recall, "streams": figures,
-                "ckpt": str(ckpt.relative_to(REPO)),
-            }  # fmt: skip
+            entry = {"accuracy": accuracy, "clips": clips, "recall": recall, "streams": figures,
+                     "ckpt": str(ckpt.relative_to(REPO))}  # fmt: skip
+            # merge into the file as it is now, so that runs of this script side by side keep each other's results
+            results.update(json.loads(results_path.read_text()) if results_path.exists() else {})
+            results.setdefault(name, {})[str(fold)] = entry
             write_text(results_path, json.dumps(results, indent=1, sort_keys=True) + "\n")
             fa = figures[f"{args.threshold:g}"]["false_accepts_per_hour"]
             progress.console.print(f"{job_name(name, fold)}: {accuracy:.1%} on {clips} clips, {fa:.1f} false accepts/h")
@@ -327,7 +332,7 @@ def main() -> None:
             for future in [pool.submit(run, job) for job in todo]:
                 try:
                     future.result()
-                except RuntimeError as err:
+                except (RuntimeError, KWSError, OSError) as err:
                     progress.console.print(f"[red]error:[/] {err}")
                 progress.advance(task)
     print(summary(results, names, args.threshold))

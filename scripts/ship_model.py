@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--experiment", required=True, help="the crossval.py experiment that measured this recipe")
     parser.add_argument("--about", required=True, help="one line: task and architecture")
     parser.add_argument("--recipe", required=True, help="the command that trains the checkpoint")
+    parser.add_argument("--threshold", type=float, required=True,
+                        help="the model's detector threshold, one of the thresholds crossval.py scored the streams at")
     parser.add_argument("--default", action="store_true", help="make it the model used when no --ckpt is given")
     args = parser.parse_args()
     results = json.loads((REPO / "runs" / "crossval" / "results.json").read_text()).get(args.experiment)
@@ -58,11 +60,15 @@ def main() -> None:
     torch.set_num_threads(1)
     model = load_model(path)
     accuracy = [r["accuracy"] for r in results.values()]
+    at = [r["streams"].get(f"{args.threshold:g}") for r in results.values()]
+    if not all(at):
+        sys.exit(f"error: the streams of {args.experiment} were not scored at threshold {args.threshold:g}")
     card = ModelCard(
         name=args.name, file=path.name, about=args.about, labels=model.labels,
         params=sum(p.numel() for p in model.encoder.parameters()),
         accuracy=statistics.mean(accuracy), accuracy_spread=statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
-        folds=len(accuracy), false_accepts_per_hour=statistics.mean(r["false_accepts_per_hour"] for r in results.values()),
+        folds=len(accuracy), threshold=args.threshold, commands_found=statistics.mean(a["commands_correct"] for a in at),
+        false_accepts_per_hour=statistics.mean(a["false_accepts_per_hour"] for a in at),
         ms_per_window=latency_ms(model), recipe=args.recipe, default=args.default,
     )  # fmt: skip
     cards = [c for c in bundled_models() if c.name != card.name]

@@ -18,10 +18,12 @@ from pipeline.data.speech_commands import TWELVE_WORDS, make_task
 from pipeline.errors import KWSError
 from pipeline.live import main as mic_demo
 from pipeline.streaming import load_model
+from pipeline.transcribe import build_parser, detector_from_args
 
 # flite's voices are the TTS corpus's test family: the bundled model never trained on them
 VOICE = synth.Voice(synth.FLITE, "slt")
-MIN_RECOGNISED = 8  # of the ten command words
+MIN_RECOGNISED = 8  # of the ten command words, one clip each
+MIN_FOUND = 4  # of the ten command words in a stream, at the bundled model's threshold
 
 
 def _centred(audio: np.ndarray) -> np.ndarray:
@@ -65,7 +67,7 @@ def test_transcribe_and_the_mic_demo_use_the_bundled_model_without_ckpt(
     spoken: dict[str, np.ndarray], tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     gap = np.zeros(SAMPLE_RATE, np.float32)
-    said = ["yes", "stop", "left"]
+    said = list(TWELVE_WORDS)
     stream = tmp_path / "said.wav"
     save_audio(stream, np.concatenate([gap] + [x for w in said for x in (spoken[w], gap)]))
     with one_thread():
@@ -73,7 +75,10 @@ def test_transcribe_and_the_mic_demo_use_the_bundled_model_without_ckpt(
     out = capsys.readouterr()
     assert "using the bundled model" in out.err
     found = [line.split(",")[1] for line in out.out.splitlines()[1:]]
-    assert sum(w in found for w in said) >= 2 and len(found) <= len(said), found
+    rest = iter(said)
+    in_order = sum(any(w == s for s in rest) for w in found)  # found words that follow the spoken order
+    # at its own (conservative) threshold the engine finds about half of real speakers' words (the card's figure)
+    assert in_order >= MIN_FOUND and len(found) - in_order <= 1, found
     assert mic_demo(["--input-file", str(stream)]) == 0
     out = capsys.readouterr().out
     assert "using the bundled model" in out and "end of input" in out
@@ -81,6 +86,9 @@ def test_transcribe_and_the_mic_demo_use_the_bundled_model_without_ckpt(
 
 def test_ckpt_takes_a_bundled_name_and_kws_models_lists_them(capsys: pytest.CaptureFixture[str]) -> None:
     card = bundled.bundled_models()[0]
+    parser = build_parser()
+    assert detector_from_args(parser.parse_args(["x.wav"])).settings.threshold == card.threshold  # the card's
+    assert detector_from_args(parser.parse_args(["x.wav", "--threshold", "0.55"])).settings.threshold == 0.55
     assert bundled.resolve_model(card.name) == (str(card.path), card)
     assert bundled.resolve_model("some/file.ckpt") == ("some/file.ckpt", None)
     assert main(["models"]) == 0

@@ -136,9 +136,8 @@ def _bad_checkpoint(tmp_path: Path) -> str:
         (lambda t, ck, wav: ["--ckpt", ck, "--device", "no such device"],
          ["no usable input device 'no such device'", "PortAudio is not installed"]),
         (lambda t, ck, wav: ["--ckpt", ck, "--realtime"], ["--realtime applies to --input-file only"]),
-        (lambda t, ck, wav: ["--input-file", wav], ["--ckpt is required"]),
     ],
-    ids=["bad-checkpoint", "missing-input-file", "no-such-device", "realtime-without-file", "no-checkpoint"],
+    ids=["bad-checkpoint", "missing-input-file", "no-such-device", "realtime-without-file"],
 )
 def test_errors_are_one_sentence(argv, phrases: list[str], trained: Path, stream_file: Path, tmp_path: Path,
                                  capsys: pytest.CaptureFixture) -> None:  # fmt: skip
