@@ -214,20 +214,25 @@ def _mean_sd(values: list[float], scale: float = 1.0, unit: str = "") -> str:
 
 
 def summary(results: dict[str, dict[str, dict]], names: list[str], threshold: float) -> str:
-    """The README table: one row per experiment, mean ± standard deviation over folds."""
-    lines = [f"| experiment | accuracy, unseen real speakers | command words found (stream) | false accepts / hour "
-             f"| folds | clips |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    """The README table: one row per experiment, mean ± standard deviation over folds, and the accuracy change
+    against ``base`` on the same folds (paired: the folds differ more than most levers do)."""
+    lines = ["| experiment | accuracy, unseen real speakers | vs base, same folds | command words found (stream) "
+             "| false accepts / hour | folds | clips |", "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    base = results.get("base", {})
     for name in names:
-        rows = [r for r in results.get(name, {}).values() if "streams" in r]  # older entries lack the streams
-        if not rows:
+        folds = {f: r for f, r in results.get(name, {}).items() if "streams" in r}  # older entries lack streams
+        if not folds:
             continue
+        rows = list(folds.values())
         at = [r["streams"][f"{threshold:g}"] for r in rows]
+        paired = [100 * (r["accuracy"] - base[f]["accuracy"]) for f, r in folds.items() if f in base]
+        delta = f"{statistics.mean(paired):+.1f} points" if paired and name != "base" else "—"
         lines.append(
-            f"| `{name}`: {EXPERIMENTS[name].about} | {_mean_sd([r['accuracy'] for r in rows], 100, ' %')} "
+            f"| `{name}`: {EXPERIMENTS[name].about} | {_mean_sd([r['accuracy'] for r in rows], 100, ' %')} | {delta} "
             f"| {_mean_sd([a['commands_correct'] for a in at], 100, ' %')} "
             f"| {_mean_sd([a['false_accepts_per_hour'] for a in at])} | {len(rows)} | {sum(r['clips'] for r in rows)} |"
         )
-    return "\n".join(lines) + f"\n(stream figures at threshold {threshold:g})"
+    return "\n".join(lines) + f"\n\n(stream figures at threshold {threshold:g})"
 
 
 def sweep(results: dict[str, dict[str, dict]], name: str) -> str:

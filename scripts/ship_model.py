@@ -44,9 +44,10 @@ def main() -> None:
                         help="the model's detector threshold, one of the thresholds crossval.py scored the streams at")
     parser.add_argument("--default", action="store_true", help="make it the model used when no --ckpt is given")
     args = parser.parse_args()
-    results = json.loads((REPO / "runs" / "crossval" / "results.json").read_text()).get(args.experiment)
+    path = REPO / "runs" / "crossval" / "results.json"
+    results = json.loads(path.read_text()).get(args.experiment) if path.exists() else None
     if not results:
-        sys.exit(f"error: runs/crossval/results.json has no results for {args.experiment}")
+        sys.exit(f"error: runs/crossval/results.json has no results for {args.experiment}: run scripts/crossval.py")
     checkpoint = read_checkpoint(args.ckpt)
     slim = {
         "hyper_parameters": checkpoint["hyper_parameters"],

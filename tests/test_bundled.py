@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ from pipeline.live import main as mic_demo
 from pipeline.streaming import load_model
 from pipeline.transcribe import build_parser, detector_from_args
 
+REPO = Path(__file__).resolve().parents[1]
 # flite's voices are the TTS corpus's test family: the bundled model never trained on them
 VOICE = synth.Voice(synth.FLITE, "slt")
 MIN_RECOGNISED = 8  # of the ten command words, one clip each
@@ -100,3 +104,22 @@ def test_without_a_bundled_model_the_error_is_one_sentence(tmp_path, monkeypatch
     monkeypatch.setattr(bundled, "CARDS_FILE", tmp_path / "models.json")  # an installation without weights
     with pytest.raises(KWSError, match="no model is bundled"):
         bundled.resolve_model(None)
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        ("crossval.py", ["--experiments", "nope"], "unknown experiment(s) nope"),
+        ("crossval.py", ["--folds", "1"], "--folds must be at least 2"),
+        ("crossval.py", [], "is not a folder"),
+        ("ship_model.py", ["--ckpt", "missing.ckpt", "--name", "x", "--experiment", "nope", "--about", "a",
+                           "--recipe", "r", "--threshold", "0.8"], "has no results for nope"),
+    ],
+)
+def test_the_scripts_behind_the_figures_refuse_bad_arguments_in_one_line(
+    script: str, args: list[str], message: str, tmp_path
+) -> None:
+    folders = ["--synth", str(tmp_path / "none"), "--real-train", str(tmp_path), "--real-test", str(tmp_path)]
+    argv = [sys.executable, str(REPO / "scripts" / script), *(folders if script == "crossval.py" else []), *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -107,6 +107,7 @@ def test_sub_spectral_norm_inference_form_matches_batch_norm() -> None:
 
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a training step outside a Trainer
 def test_mixup_blends_waveforms_and_targets() -> None:
     torch.manual_seed(0)
     wave = torch.randn(8, 16000) * torch.logspace(-3, 0, 8)[:, None]  # clips of very different levels
