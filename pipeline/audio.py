@@ -12,23 +12,13 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from pipeline.errors import KWSError
+from pipeline.errors import AudioError, first_line
 from pipeline.files import atomic_path
 
 SAMPLE_RATE = 16000  # Hz, the rate of Speech Commands and of every model here
 CLIP_SECONDS = 1.0
 CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)
 AUDIO_SUFFIXES = tuple("." + fmt.lower() for fmt in sf.available_formats())
-
-
-class AudioError(KWSError):
-    """An audio file that cannot be used; the message names the file and the reason."""
-
-
-def first_line(err: Exception) -> str:
-    """The first line of an exception's message (or its type name): short enough for a one-line error."""
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:

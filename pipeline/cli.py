@@ -7,25 +7,26 @@ from __future__ import annotations
 import importlib
 import sys
 
-from pipeline.console import console, err_console
+from pipeline.console import console, err_console, print_error
 from pipeline.errors import KWSError
 
 # sub-command -> ("module:function" taking the remaining argv and returning the exit status, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
     "synth": ("pipeline.data.synth:main", "render words with TTS voices into a Speech Commands-layout corpus"),
+    "predict": ("pipeline.predict:main", "classify one-second clips: each file's label and every label's score (CSV/JSON)"),
     "transcribe": ("pipeline.transcribe:main", "find command words, with times, in audio files of any length"),
     "make-stream": (
-        "pipeline.stream_eval:make_stream_main",
+        "pipeline.data.streams:main",
         "build a long test stream of words over noise, with its truth CSV",
     ),
     "evaluate-stream": ("pipeline.stream_eval:evaluate_stream_main", "score streaming detections against a truth CSV"),
+    "live": ("pipeline.live:main", "spot command words live from a microphone (or a file played as one)"),
     "models": ("pipeline.bundled:main", "list the bundled models: task, accuracy on unseen speakers, size, speed"),
 }
 TRAINING = {
     "fit": "train a model (resume with --ckpt_path last)",
     "validate": "score a checkpoint on the validation split",
     "test": "score a checkpoint on the test split: accuracy, per-word precision/recall, confusion matrix",
-    "predict": "run a checkpoint over a split and return the predictions",
 }
 
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run_training(args)
     except KWSError as err:
-        err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        print_error(str(err))
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted")

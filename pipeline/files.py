@@ -13,8 +13,13 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, keep_on_error: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
+
+    Args:
+        path: The file to write.
+        keep_on_error: Rename even when the block raises (Ctrl+C included), for files that are valid at every
+            moment, such as a recording; otherwise the temporary file is removed and ``path`` is left as it was.
 
     Example:
         >>> with atomic_path("report.csv") as tmp:  # doctest: +SKIP
@@ -30,6 +35,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
+        if keep_on_error and tmp_path.exists():
+            os.replace(tmp_path, path)
         tmp_path.unlink(missing_ok=True)
 
 

@@ -1,4 +1,4 @@
-"""Live keyword spotting from a microphone (``scripts/mic_demo.py``) on the streaming engine of ``kws transcribe``.
+"""Live keyword spotting from a microphone (``kws live``, alias ``scripts/mic_demo.py``) on the streaming engine of ``kws transcribe``.
 
 **Audio path.** PortAudio (through sounddevice) calls :meth:`AudioTap.callback` from its own thread with
 each block of ``BLOCK_MS`` at the device's native rate. The callback only copies the block, with the time it
@@ -48,12 +48,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.audio import AudioError, first_line, open_audio
-from pipeline.bundled import default_threshold, resolve_model
+from pipeline.audio import open_audio
+from pipeline.arguments import add_detector_arguments, detector_from_args
 from pipeline.console import console as stdout_console
-from pipeline.console import err_console
-from pipeline.errors import KWSError
-from pipeline.streaming import THRESHOLD, Detection, Detector, load_model
+from pipeline.console import err_console, print_error
+from pipeline.files import atomic_path
+from pipeline.data.speech_commands import is_word
+from pipeline.errors import AudioError, KWSError, first_line
+from pipeline.streaming import THRESHOLD, Detection, Detector
 
 BLOCK_MS = 50.0  # audio per callback block: the device block size, and the file producer's
 QUEUE_SECONDS = 5.0  # audio the queue holds before blocks are dropped (and counted as overflows)
@@ -359,7 +361,7 @@ class LiveView:
         scores = sorted((s.scores or s.detector.scores).items(), key=lambda item: -item[1])[: self.top]
         words = Table.grid(padding=(0, 2))
         for label, score in scores:
-            style = "dim" if label.startswith("_") else "bold" if score > self.threshold else ""
+            style = "dim" if not is_word(label) else "bold" if score > self.threshold else ""
             words.add_row(Text(label, style), _bar(score), f"{score:.2f}")
 
         log = Table.grid(padding=(0, 2))
@@ -389,26 +391,22 @@ def sigint_sets(event: threading.Event) -> Iterator[None]:
 
 @contextmanager
 def open_recording(path: str | os.PathLike, sample_rate: int, channels: int) -> Iterator[sf.SoundFile]:
-    """A 16-bit WAV written under a temporary name beside ``path``, closed and renamed onto ``path`` on exit.
-
-    The rename happens in a ``finally`` block: after Ctrl+C or an error, ``path`` is a valid WAV of what was
-    written until then.
+    """A 16-bit WAV written under a temporary name beside ``path``, closed and renamed onto ``path`` on exit,
+    even after Ctrl+C or an error: ``path`` is then a valid WAV of what was written until then.
 
     Raises:
         KWSError: the file cannot be created.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sound = sf.SoundFile(tmp, "w", sample_rate, channels, "PCM_16", format="WAV")
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise KWSError(f"cannot write the recording {path} ({first_line(err)})") from None
-    try:
+    with ExitStack() as stack:
+        tmp = None
+        try:
+            tmp = stack.enter_context(atomic_path(path, keep_on_error=True))
+            sound = stack.enter_context(sf.SoundFile(tmp, "w", sample_rate, channels, "PCM_16", format="WAV"))
+        except (sf.LibsndfileError, RuntimeError, OSError) as err:
+            if tmp is not None:
+                tmp.unlink()  # nothing was recorded: leave ``path`` as it was
+            raise KWSError(f"cannot write the recording {path} ({first_line(err)})") from None
         yield sound
-    finally:
-        sound.close()
-        os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -429,26 +427,23 @@ class Summary:
         return text + (f"; recording saved to {self.saved}" if self.saved else "")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``scripts/mic_demo.py``."""
+def build_parser(prog: str = "kws live") -> argparse.ArgumentParser:
+    """The argument parser of ``kws live`` (and of its alias ``scripts/mic_demo.py``)."""
     parser = argparse.ArgumentParser(
-        prog="mic_demo.py",
+        prog=prog,
         description="Spot command words live from a microphone (or a file played as one), with a terminal view.",
     )
-    parser.add_argument("--ckpt", help="model checkpoint written by kws fit (.ckpt), or the name of a bundled model "
-                        "(default: the bundled model; see kws models)")  # fmt: skip
     parser.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     inputs = parser.add_mutually_exclusive_group()
     inputs.add_argument("--device", help="input device: index or part of the name from --list-devices (default: "
                         "the system's default input)")  # fmt: skip
     parser.add_argument("--samplerate", type=int, help="capture rate in Hz (default: the device's native rate)")
-    parser.add_argument("--threshold", type=float, help="smoothed score a word must exceed, 0-1 (default: a bundled "
-                        f"model's own, else {THRESHOLD})")  # fmt: skip
     parser.add_argument("--save", metavar="WAV", help="also write what is heard to this WAV file (valid after Ctrl+C)")
     inputs.add_argument("--input-file", metavar="AUDIO",
                         help="play this audio file through the capture path instead of a microphone")
     parser.add_argument("--realtime", action="store_true",
                         help="with --input-file: deliver the audio at its real pace (default: as fast as possible)")
+    add_detector_arguments(parser, chunks=False)
     return parser
 
 
@@ -487,15 +482,12 @@ def run_demo(args: argparse.Namespace, console: Console) -> Summary:
         else:
             source = MicSource(tap, device, args.samplerate)
         stack.callback(source.stop)
-        path, card = resolve_model(args.ckpt)
-        console.print(f"using the {card.summary()}" if card else f"using {path}", highlight=False, soft_wrap=True)
-        threshold = default_threshold(card) if args.threshold is None else args.threshold
-        detector = Detector(load_model(path), threshold=threshold)
+        detector = detector_from_args(args)
         recording = None
         if args.save:
             recording = stack.enter_context(open_recording(args.save, source.samplerate, source.channels))
         session = Session(detector, tap, source.samplerate, recording)
-        view = LiveView(session, source.name, threshold)
+        view = LiveView(session, source.name, detector.settings.threshold)
         with Live(view, console=console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False) as live:
             with sigint_sets(stop):
                 source.start()
@@ -508,9 +500,9 @@ def run_demo(args: argparse.Namespace, console: Console) -> Summary:
     return Summary(session.seconds, [h.detection for h in session.heard], tap.overflows, stop.is_set(), args.save)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``scripts/mic_demo.py``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "kws live") -> int:
+    """Entry point of ``kws live`` (``prog``: the name its usage shows); returns the exit status."""
+    args = build_parser(prog).parse_args(argv)
     torch.set_num_threads(TORCH_THREADS)
     try:
         if args.list_devices:
@@ -518,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         summary = run_demo(args, stdout_console)
     except KWSError as err:
-        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        print_error(str(err))
         return ERROR_STATUS
     except KeyboardInterrupt:  # before the capture started (e.g. while the model loads)
         err_console.print("interrupted", highlight=False)

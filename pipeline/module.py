@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from pipeline.augment import SpecAugment, SpecAugmentConfig
 from pipeline.console import console
-from pipeline.data.speech_commands import DataError
+from pipeline.errors import DataError
 from pipeline.features import FeatureConfig, FrontEnd
 from pipeline.models import ModelConfig, build_model
 from pipeline.report import print_report, write_confusion
@@ -58,7 +58,7 @@ class KWSModule(L.LightningModule):
     """Keyword classifier over 1 s windows; the checkpoint holds everything inference needs.
 
     Args:
-        labels: Class names in output order; taken from the DataModule when left empty.
+        labels: Class names in output order (``kws`` links them from the data task: one source).
         features: Front-end settings (preprocessor block).
         spec_augment: SpecAugment settings, applied in training only.
         model: Acoustic model (encoder and classifier).
@@ -76,7 +76,7 @@ class KWSModule(L.LightningModule):
 
     def __init__(
         self,
-        labels: list[str] | None = None,
+        labels: list[str],
         features: FeatureConfig = FeatureConfig(),
         spec_augment: SpecAugmentConfig = SpecAugmentConfig(),
         model: ModelConfig = ModelConfig(),
@@ -97,17 +97,12 @@ class KWSModule(L.LightningModule):
         self.front_end = FrontEnd(self.feature_config)
         self.spec_augment = SpecAugment(spec_config)
         self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        self.labels: list[str] | None = None
-        self.encoder: nn.Module | None = None
         self.compile_encoder = compile
         self.mixup = torch.distributions.Beta(mixup, mixup) if mixup > 0 else None
-        if labels:
-            self._build(list(labels))
-
-    def _build(self, labels: list[str]) -> None:
-        self.labels = labels
-        self.hparams["labels"] = labels
-        n = len(labels)
+        if not labels:
+            raise DataError("the model needs its labels: give model.labels (kws takes them from the data task)")
+        self.labels = list(labels)
+        n = len(self.labels)
         self.encoder = build_model(self.model_config, n, self.front_end.n_features)
         self.train_acc = MulticlassAccuracy(n, average="micro")
         self.val_acc = MulticlassAccuracy(n, average="micro")
@@ -115,14 +110,6 @@ class KWSModule(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(n)
 
     def configure_model(self) -> None:
-        datamodule = getattr(self._trainer, "datamodule", None)  # None when loaded outside a Trainer
-        data_labels = getattr(datamodule, "labels", None)
-        if self.encoder is None:
-            if not data_labels:
-                raise DataError("the model has no labels: give model.labels or a DataModule with a task")
-            self._build(list(data_labels))
-        elif data_labels is not None and list(data_labels) != self.labels:
-            raise DataError(f"the model's labels {self.labels} differ from the data task's labels {data_labels}")
         if self.compile_encoder:
             self.encoder.compile()  # in place: the state-dict keys stay those of the plain model
 

@@ -42,24 +42,20 @@ chunking; only the length of the last block may differ from the whole-file funct
 
 from __future__ import annotations
 
-import io
 import math
-import os
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torchaudio.functional.functional as _taf
-from torch import Tensor, nn
+from torch import Tensor
 
-from pipeline.audio import CLIP_SECONDS, SAMPLE_RATE, first_line, resample, to_mono
+from pipeline.audio import CLIP_SECONDS, SAMPLE_RATE, resample, to_mono
+from pipeline.data.speech_commands import is_word
 from pipeline.errors import KWSError
-from pipeline.features import FeatureConfig, FeatureStream, FrontEnd
-from pipeline.models import ModelConfig, build_model
+from pipeline.features import FeatureStream, FrontEnd
 
 # Defaults, tuned with `kws evaluate-stream --tune` (pipeline.stream_eval.tune) on a 10-minute development stream
 # of speech, `kws make-stream --source data/synth_gsc12 --split validation`: the quickstart corpus's validation
@@ -71,15 +67,12 @@ STRIDE_MS = 400.0  # one model call per 400 ms of audio
 THRESHOLD = 0.6  # smoothed softmax score a word must exceed
 SMOOTH_MS = 400.0  # moving average over the last window(s): one window at the default stride
 SUPPRESSION_MS = 1000.0  # refractory period after an emitted word
-INFERENCE = ("front_end", "encoder")  # the parts of a KWSModule's state dict that inference uses
 MAX_BATCH = 32  # windows per model call: on one CPU thread the cost per window is lowest near 32
-RUNTIMES = ("onnx", "torch")  # how load_model runs the acoustic model
-RUNTIME = "onnx"
 
 
 class Classifier(Protocol):
-    """What the engine needs of a model: a :class:`~pipeline.module.KWSModule`, or the :class:`KWSModel` that
-    :func:`load_model` returns."""
+    """What the engine needs of a model: a :class:`~pipeline.module.KWSModule`, or the :class:`~pipeline.model.KWSModel` that
+    :func:`~pipeline.model.load_model` returns."""
 
     labels: list[str] | None
     front_end: FrontEnd
@@ -87,66 +80,6 @@ class Classifier(Protocol):
     def classify(self, features: Tensor) -> Tensor: ...
 
     def eval(self) -> Any: ...
-
-
-class OnnxEncoder:
-    """An acoustic model exported to ONNX and run by ONNX Runtime on the CPU.
-
-    About three times faster per window than eager PyTorch on one thread for these small convolutional models,
-    with the same outputs to about 1e-7.
-
-    Args:
-        encoder: The PyTorch model, ``(batch, n_features, frames)`` -> ``(batch, n_classes)``.
-        n_features: Feature rows per frame.
-        frames: Frames per window (fixed; the batch size is free).
-        threads: ONNX Runtime intra-op threads.
-    """
-
-    def __init__(self, encoder: nn.Module, n_features: int, frames: int, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                encoder.eval(), (torch.zeros(1, n_features, frames),), buffer, input_names=["features"],
-                output_names=["logits"], dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
-            )  # fmt: skip
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        self.session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-
-    def __call__(self, features: Tensor) -> Tensor:
-        return torch.from_numpy(self.session.run(None, {"features": features.float().contiguous().numpy()})[0])
-
-
-class KWSModel(nn.Module):
-    """The inference half of a :class:`~pipeline.module.KWSModule`: front end, acoustic model and labels.
-
-    It holds the same weights under the same names, without Lightning (which the tools then never import).
-    :meth:`use_onnx` moves the acoustic model to ONNX Runtime.
-    """
-
-    def __init__(self, labels: list[str], features: FeatureConfig, model: ModelConfig) -> None:
-        super().__init__()
-        self.labels = list(labels)
-        self.front_end = FrontEnd(features)
-        self.encoder = build_model(model, len(self.labels), self.front_end.n_features)
-        self.onnx: OnnxEncoder | None = None
-
-    def use_onnx(self, threads: int | None = None) -> KWSModel:
-        """Run the acoustic model with ONNX Runtime (``threads``: default torch's intra-op thread count)."""
-        frames = self.front_end.num_frames(round(CLIP_SECONDS * self.front_end.config.sample_rate))
-        self.onnx = OnnxEncoder(self.encoder, self.front_end.n_features, frames, threads or torch.get_num_threads())
-        return self
-
-    def forward(self, waveform: Tensor) -> Tensor:
-        """``(batch, samples)`` audio at the front end's rate -> ``(batch, n_classes)`` logits."""
-        return self.classify(self.front_end(waveform))
-
-    def classify(self, features: Tensor) -> Tensor:
-        """``(batch, n_features, frames)`` features -> logits."""
-        return self.encoder(features) if self.onnx is None else self.onnx(features)
 
 
 @dataclass(frozen=True)
@@ -251,7 +184,7 @@ class Decider:
     def __init__(self, labels: list[str], settings: Settings, windowing: Windowing) -> None:
         self.labels, self.settings, self.windowing = list(labels), settings, windowing
         n = len(self.labels)
-        self.is_word = np.array([not label.startswith("_") for label in self.labels])
+        self.is_word = np.array([is_word(label) for label in self.labels])
         self.run_cap = max(1, windowing.samples // windowing.stride)
         self.recent = np.zeros((settings.smooth_windows, n))
         self.seen = 0
@@ -379,7 +312,7 @@ class Detector:
     """Streaming keyword detector.
 
     Args:
-        module: A trained model (put in eval mode here): :func:`load_model`'s, or a ``KWSModule``.
+        module: A trained model (put in eval mode here): :func:`~pipeline.model.load_model`'s, or a ``KWSModule``.
         threshold: Smoothed score a word must exceed.
         stride_ms: Step between model windows; a multiple of the feature hop.
         smooth_ms: Span of the moving average of model outputs.
@@ -510,47 +443,3 @@ def offline_detect(
     audio = resample(_as_mono_tensor(audio), sample_rate, module.front_end.config.sample_rate)
     probs = offline_scores(module, audio, settings.stride_ms, settings.smooth_windows - 1)
     return decide(probs, list(module.labels), settings, Windowing.of(module.front_end, settings.stride_ms))
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``kws fit`` checkpoint (tensors and plain data only) and check it holds a kws model.
-
-    Raises:
-        KWSError: one sentence naming the file: missing, not a PyTorch file, or not a kws checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise KWSError(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as err:
-        raise KWSError(f"cannot read the checkpoint {path} ({err.strerror or first_line(err)})") from None
-    except Exception:  # torch raises many types for foreign files (pickle, zip, runtime errors)
-        raise KWSError(f"{path} is not a PyTorch checkpoint of tensors and plain data (the only kind loaded)") from None
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict) or not hparams.get("labels"):
-        raise KWSError(f"{path} is not a kws checkpoint: it lacks the model's hyper-parameters, labels or weights")
-    return checkpoint
-
-
-def load_model(path: str | os.PathLike, runtime: str = RUNTIME) -> KWSModel:
-    """Load the inference part of a ``kws fit`` checkpoint (CPU, eval mode, no gradients).
-
-    ``runtime``: ``onnx`` (ONNX Runtime, the fastest on a CPU) or ``torch`` (eager PyTorch).
-
-    Raises:
-        KWSError: one sentence naming the file (see :func:`read_checkpoint`), or weights that do not fit the
-            model its hyper-parameters describe.
-    """
-    checkpoint = read_checkpoint(path)
-    hparams = checkpoint["hyper_parameters"]
-    try:
-        model = KWSModel(
-            hparams["labels"], FeatureConfig(**hparams.get("features") or {}), ModelConfig(**hparams.get("model") or {})
-        )
-        model.load_state_dict({k: v for k, v in checkpoint["state_dict"].items() if k.split(".")[0] in INFERENCE})
-    except (KWSError, TypeError, ValueError, RuntimeError, KeyError) as err:
-        raise KWSError(f"{path} does not hold a usable kws model ({first_line(err)[:200]})") from None
-    model.requires_grad_(False)
-    model.eval()
-    return model.use_onnx() if runtime == "onnx" else model

@@ -1,4 +1,8 @@
-"""The training commands (``kws fit|validate|test|predict``), built on ``LightningCLI``.
+"""The training commands (``kws fit|validate|test``), built on ``LightningCLI``.
+
+Each fact has one source: the data task gives the labels (linked into ``model.labels`` when the data module is
+made), the model's front end gives the audio rate (linked into ``data.sample_rate``), and a checkpoint given with
+``--ckpt_path`` gives every other model setting; a checkpoint whose labels differ from the task's is refused.
 
 Every run of ``kws fit`` lives in ``runs/<run>/``: ``config.yaml`` (the full resolved config),
 ``checkpoints/best.ckpt`` and ``checkpoints/last.ckpt``, and ``logs/version_N/metrics.csv``.
@@ -25,7 +29,7 @@ from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.errors import KWSError
 from pipeline.files import atomic_path
 from pipeline.module import KWSModule
-from pipeline.streaming import read_checkpoint
+from pipeline.model import read_checkpoint
 
 RUNS_DIR = Path("runs")
 CONFIG_FILE = "config.yaml"
@@ -47,13 +51,25 @@ class SaveRunConfig(SaveConfigCallback):
 
 
 class KWSCLI(LightningCLI):
-    """LightningCLI with a run folder per ``--run`` name and labels that follow the checkpoint."""
+    """LightningCLI with a run folder per ``--run`` name, linked labels and audio rate, and no ``predict``
+    (``kws predict`` classifies files with the inference model)."""
+
+    checkpoint_labels: list[str] | None = None
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
 
     def _parse_ckpt_path(self) -> None:
-        ckpt = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
-        if ckpt and ckpt not in LIGHTNING_CKPT_KEYWORDS:
-            read_checkpoint(ckpt)  # one sentence for a missing or foreign file, before Lightning reads it
-        super()._parse_ckpt_path()
+        """Apply a checkpoint's hyper-parameters to the model's config, as Lightning does, less its labels (the
+        data task's are checked against them); a missing or foreign file is one sentence."""
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt or ckpt in LIGHTNING_CKPT_KEYWORDS:
+            return
+        hparams = {k: v for k, v in read_checkpoint(ckpt)["hyper_parameters"].items() if not k.startswith("_")}
+        self.checkpoint_labels = list(hparams.pop("labels"))
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -62,6 +78,8 @@ class KWSCLI(LightningCLI):
             default=None,
             help="Run name: outputs go to runs/<run>/ (default: the name of the first --config file).",
         )
+        parser.link_arguments("data.labels", "model.labels", apply_on="instantiate")
+        parser.link_arguments("model.features.sample_rate", "data.sample_rate")
 
     def _run_dir(self) -> Path:
         cfg = self.config[self.subcommand]
@@ -102,11 +120,15 @@ class KWSCLI(LightningCLI):
             callbacks.append(RichProgressBar())
         return super().instantiate_trainer(callbacks=callbacks, **kwargs)
 
-    def _labels_from_checkpoint(self) -> None:
-        if self.model.labels:
-            self.datamodule.use_labels(self.model.labels)
+    def _check_checkpoint_labels(self) -> None:
+        labels = list(self.datamodule.labels)
+        if self.checkpoint_labels is not None and self.checkpoint_labels != labels:
+            raise KWSError(
+                f"the checkpoint's labels {self.checkpoint_labels} differ from the data task's {labels}: give the "
+                "task it was trained with (--data.task, or --config with its run's config.yaml)"
+            )
 
-    before_validate = before_test = before_predict = _labels_from_checkpoint
+    before_fit = before_validate = before_test = _check_checkpoint_labels
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback

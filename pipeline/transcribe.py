@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import io
 import json
 import sys
@@ -23,34 +22,17 @@ import numpy as np
 import soundfile as sf
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.audio import AUDIO_SUFFIXES, AudioError, first_line, open_audio, to_mono
-from pipeline.bundled import default_threshold, resolve_model
-from pipeline.console import err_console, warn
-from pipeline.errors import KWSError
+from pipeline.audio import open_audio, to_mono
+from pipeline.arguments import CHUNK_SAMPLES, STDIN, add_detector_arguments, detector_from_args, expand_inputs
+from pipeline.console import err_console, print_error, warn
+from pipeline.errors import AudioError, first_line
 from pipeline.files import write_text
-from pipeline.streaming import (
-    RUNTIME,
-    RUNTIMES,
-    SMOOTH_MS,
-    STRIDE_MS,
-    SUPPRESSION_MS,
-    THRESHOLD,
-    Detection,
-    Detector,
-    load_model,
-)
+from pipeline.streaming import Detection, Detector
 
-STDIN = "-"
-CHUNK_SAMPLES = 102400  # frames read per block: 6.4 s at 16 kHz, one full model batch (32 strides) per block
 PROGRESS_SECONDS = 60.0  # show a progress bar for files at least this long (when stderr is a terminal)
 FORMATS = ("text", "json", "jsonl", "csv", "srt")
 STREAMED = ("text", "jsonl", "csv")  # printed file by file as each is done; json and srt are written at the end
 FAILED = 1  # exit status when any input could not be transcribed
-
-
-def print_error(message: str) -> None:
-    """One ``error: ...`` line on stderr, as ``kws`` prints a :class:`KWSError`."""
-    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
 
 
 @dataclass
@@ -60,32 +42,6 @@ class Transcript:
     file: str
     seconds: float
     words: list[Detection] = field(default_factory=list)
-
-
-def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
-    """Resolve files, folders (recursively, audio suffixes only), globs and ``-`` into a list of sources.
-
-    Returns the sources (each file once, in order) and one error sentence per input that names nothing usable.
-    """
-    sources: dict[str, None] = {}  # ordered set
-    errors: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if item == STDIN or path.is_file():
-            found = [item]
-        elif path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                errors.append(f"{item}: the folder holds no audio files")
-        elif glob.has_magic(item):
-            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
-            if not found:
-                errors.append(f"{item}: no file matches this pattern")
-        else:
-            found = []
-            errors.append(f"{item}: no such file or folder")
-        sources.update(dict.fromkeys(found))
-    return list(sources), errors
 
 
 def read_blocks(source: str, chunk_samples: int) -> Iterator[tuple[np.ndarray, int, int]]:
@@ -182,41 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="audio file, folder (searched recursively), glob pattern, or - for a WAV stream on stdin")
-    parser.add_argument("--ckpt", help="model checkpoint written by kws fit (.ckpt), or the name of a bundled model "
-                        "(default: the bundled model; see kws models)")  # fmt: skip
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     parser.add_argument("--output", "-o", help="write the result to this file (atomically) instead of stdout")
     add_detector_arguments(parser)
     return parser
-
-
-def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
-    """The detector flags shared by ``kws transcribe`` and ``kws evaluate-stream``."""
-    parser.add_argument("--threshold", type=float, help="smoothed score a word must exceed, 0-1 (default: a bundled "
-                        f"model's own, else {THRESHOLD})")  # fmt: skip
-    parser.add_argument("--stride-ms", type=float, default=STRIDE_MS,
-                        help=f"step between model windows, a multiple of 10 ms (default: {STRIDE_MS:g})")
-    parser.add_argument("--smooth-ms", type=float, default=SMOOTH_MS,
-                        help=f"span of the moving average of model outputs (default: {SMOOTH_MS:g})")
-    parser.add_argument("--suppression-ms", type=float, default=SUPPRESSION_MS,
-                        help=f"quiet time after each detected word (default: {SUPPRESSION_MS:g})")
-    parser.add_argument("--chunk-samples", type=int, default=CHUNK_SAMPLES,
-                        help=f"audio frames read and processed per block (default: {CHUNK_SAMPLES})")
-    parser.add_argument("--runtime", choices=RUNTIMES, default=RUNTIME,
-                        help=f"how the acoustic model runs: ONNX Runtime or eager PyTorch (default: {RUNTIME})")
-
-
-def detector_from_args(args: argparse.Namespace) -> Detector:
-    """Load ``--ckpt`` (default: the bundled model, named on stderr) and build the detector the flags of
-    :func:`add_detector_arguments` describe."""
-    if args.chunk_samples <= 0:
-        raise KWSError(f"--chunk-samples must be positive, not {args.chunk_samples}")
-    path, card = resolve_model(args.ckpt)
-    if card is not None:
-        err_console.print(f"using the {card.summary()}", highlight=False, soft_wrap=True)
-    model = load_model(path, args.runtime)
-    threshold = default_threshold(card) if args.threshold is None else args.threshold
-    return Detector(model, threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
 
 
 def _progress_callback(progress: Progress, name: str) -> Callable[[int, int], None]:

@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pipeline.audio import AUDIO_SUFFIXES, load_clip
+from pipeline.audio import load_clip
 from pipeline.augment import AugmentConfig
 from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.data.speech_commands import scan
 from pipeline.features import FrontEnd
+from pipeline.console import run_script
 
 AUGMENT = AugmentConfig(gain_db=(-10.0, 5.0), reverb_prob=0.3, band_prob=0.3)
 
@@ -83,7 +84,7 @@ def main() -> None:
             with torch.no_grad():
                 yield front_end(augment(wave) if augmented else wave)
 
-    paths = [c.path for c in scan(args.root, AUDIO_SUFFIXES).clips]
+    paths = [c.path for c in scan(args.root).clips]
     loader = DataLoader(PerItemMFCC(paths), batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
 
     def baseline_batches():
@@ -102,4 +103,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -23,10 +23,11 @@ import torchaudio
 import lightning as L
 from rich.progress import track
 
-from pipeline.audio import AUDIO_SUFFIXES, SAMPLE_RATE, fit_length, load_audio, load_clip, save_audio
+from pipeline.audio import SAMPLE_RATE, fit_length, load_audio, load_clip, save_audio
 from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.data.speech_commands import NOISE_DIR, scan
 from pipeline.training_cli import make_cli
+from pipeline.console import run_script
 
 SPEECH_COMMANDS_CLIPS = 105_829  # v0.02, all 35 words
 SPEEDS = (1.0, 0.88, 1.12, 0.91, 1.09, 0.94, 1.06, 0.97, 1.03, 0.85, 1.15)  # copy k plays at SPEEDS[k]
@@ -57,7 +58,7 @@ class EpochClock(L.Callback):
 
 def make_corpus(source: Path, out: Path, clips: int) -> None:
     """Write ``clips`` speed-perturbed copies of ``source``'s clips into ``out`` (Google layout, no list files)."""
-    corpus = scan(source, AUDIO_SUFFIXES)
+    corpus = scan(source)
     copies = -(-clips // len(corpus.clips))
     if copies > len(SPEEDS):
         sys.exit(f"{source} has {len(corpus.clips)} clips: too few for {clips} with {len(SPEEDS)} speeds")
@@ -96,7 +97,7 @@ def main() -> None:
     ])  # fmt: skip
     clock = next(c for c in cli.trainer.callbacks if type(c).__name__ == EpochClock.__name__)
     train_s, train_clips = clock.seconds["train"], len(cli.datamodule.datasets["train"])
-    print(f"corpus          : {corpus} ({len(scan(corpus, AUDIO_SUFFIXES).clips):,} clips, {train_clips:,} in train)")
+    print(f"corpus          : {corpus} ({len(scan(corpus).clips):,} clips, {train_clips:,} in train)")
     print(f"first decode    : {cache_s / 60:6.1f} min (building the cache; later runs reuse it)")
     print(f"training epoch  : {train_s / 60:6.1f} min ({train_clips / train_s:.0f} clips/s)")
     print(f"validation      : {clock.seconds['validate'] / 60:6.1f} min (sanity check and the epoch's pass)")
@@ -104,4 +105,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

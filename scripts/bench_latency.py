@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import statistics
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -34,10 +33,12 @@ import numpy as np
 import torch
 
 from pipeline.audio import SAMPLE_RATE, save_audio
-from pipeline.errors import KWSError
 from pipeline.live import BLOCK_MS, QUEUE_SECONDS, TORCH_THREADS, AudioTap, FileSource, Heard, Session
-from pipeline.stream_eval import TruthWord, make_stream, vocabulary
-from pipeline.streaming import THRESHOLD, Detector, load_model
+from pipeline.data.streams import TruthWord, make_stream
+from pipeline.stream_eval import vocabulary
+from pipeline.model import load_model
+from pipeline.streaming import THRESHOLD, Detector
+from pipeline.console import run_script
 
 DEFAULT_CKPT = "runs/quickstart/checkpoints/best.ckpt"
 SECONDS = 40.0  # stream length, played in real time
@@ -119,19 +120,15 @@ def main() -> int:
     args = parser.parse_args()
 
     torch.set_num_threads(TORCH_THREADS)
-    try:
-        module = load_model(args.ckpt)
-        words = vocabulary(module)
-        audio, truth = make_stream(args.source, args.noise, args.seconds / 60, args.snr_db, seed=args.seed,
-                                   words=sorted(words), split=args.split)  # fmt: skip
-        detector = Detector(module, threshold=args.threshold)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "stream.wav"
-            save_audio(path, audio)
-            heard, ends, delivered = play(detector, path)
-    except KWSError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    module = load_model(args.ckpt)
+    words = vocabulary(module)
+    audio, truth = make_stream(args.source, args.noise, args.seconds / 60, args.snr_db, seed=args.seed,
+                               words=sorted(words), split=args.split)  # fmt: skip
+    detector = Detector(module, threshold=args.threshold)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stream.wav"
+        save_audio(path, audio)
+        heard, ends, delivered = play(detector, path)
     found = delays(heard, truth, words, ends, delivered, args.tolerance_ms / 1000)
     print(f"checkpoint {args.ckpt}; stream of {len(audio) / SAMPLE_RATE:.1f} s from {args.source}, "
           f"played in real time in {BLOCK_MS:g} ms blocks; {len(truth)} words, {len(found)} detected, "
@@ -145,4 +142,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

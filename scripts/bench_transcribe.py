@@ -26,8 +26,10 @@ import soundfile as sf
 import torch
 
 from pipeline.audio import SAMPLE_RATE
-from pipeline.streaming import RUNTIME, RUNTIMES, STRIDE_MS, Classifier, Detector, Windowing, load_model, window_probs
+from pipeline.model import RUNTIME, RUNTIMES, load_model
+from pipeline.streaming import STRIDE_MS, Classifier, Detector, Windowing, window_probs
 from pipeline.transcribe import CHUNK_SAMPLES, transcribe_source
+from pipeline.console import run_script
 
 DEFAULT_CKPT = "runs/quickstart/checkpoints/best.ckpt"
 TARGET = 500.0  # goal, times real time
@@ -137,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

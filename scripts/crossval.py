@@ -162,7 +162,7 @@ def fold_stream(real_test: Path, folds: int, fold: int | None, noise: Path, comm
     """A stream of the fold's speakers (every speaker when ``fold`` is None) over ``noise``, saying the ten
     commands (``commands``) or only other words; its truth CSV beside it. Made once."""
     from pipeline.audio import save_audio
-    from pipeline.stream_eval import make_stream, truth_path, write_truth
+    from pipeline.data.streams import make_stream, truth_path, write_truth
 
     kind = "commands" if commands else "other-words"
     path = OUT / "streams" / f"{kind}-{'all' if fold is None else f'{fold}of{folds}'}.wav"
@@ -191,8 +191,10 @@ def stream_figures(ckpt: Path, streams: tuple[Path, Path]) -> dict[str, dict[str
     import torch
 
     from pipeline.audio import load_audio
-    from pipeline.stream_eval import read_truth, truth_path, tune
-    from pipeline.streaming import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, load_model
+    from pipeline.data.streams import read_truth, truth_path
+    from pipeline.stream_eval import tune
+    from pipeline.model import load_model
+    from pipeline.streaming import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS
 
     torch.set_num_threads(1)
     model = load_model(ckpt)

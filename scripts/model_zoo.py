@@ -20,7 +20,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.audio import CLIP_SAMPLES
-from pipeline.streaming import load_model
+from pipeline.model import load_model
+from pipeline.console import run_script
 from sim_to_real import REAL_SPLIT, accuracy, train
 
 MFCC_40 = ["--model.features.n_mels=40", "--model.features.n_mfcc=40"]  # BC-ResNet's, TC-ResNet's and DS-CNN's
@@ -87,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,6 +22,6 @@ kws transcribe "$run/demo.wav" --ckpt "$ckpt"
 echo
 echo "checkpoint: $ckpt"
 echo "use it:     .venv/bin/kws transcribe <audio files> --ckpt $ckpt"
-echo "            .venv/bin/python scripts/mic_demo.py --ckpt $ckpt          (live microphone)"
+echo "            .venv/bin/kws live --ckpt $ckpt                              (live microphone)"
 echo "            .venv/bin/kws test --ckpt_path $ckpt --data.root <Speech Commands folder>"
-echo "without --ckpt, kws transcribe and mic_demo.py use the bundled model trained on real speakers (kws models)"
+echo "without --ckpt, kws transcribe and kws live use the bundled model trained on real speakers (kws models)"

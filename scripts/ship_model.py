@@ -28,7 +28,7 @@ from model_zoo import latency_ms  # noqa: E402
 
 from pipeline.bundled import CARDS_FILE, WEIGHTS_DIR, ModelCard, bundled_models  # noqa: E402
 from pipeline.files import atomic_path, write_text  # noqa: E402
-from pipeline.streaming import INFERENCE, load_model, read_checkpoint  # noqa: E402
+from pipeline.model import INFERENCE, load_model, read_checkpoint  # noqa: E402
 
 MAX_BYTES = 1 << 20  # a bundled model stays under 1 MiB
 

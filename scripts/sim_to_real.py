@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from pipeline.cli import main as kws
+from pipeline.console import run_script
 
 REPO = Path(__file__).resolve().parents[1]
 # 40 % of the real speakers train, 10 % validate, 50 % test; salted, as the folder's speakers all share one
@@ -73,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -114,7 +114,7 @@ def trained(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """A BC-ResNet trained for a few epochs on the tone corpus; the path of its Lightning checkpoint."""
     L.seed_everything(0, verbose=False)
     data = SpeechCommandsDataModule(root=str(tone_corpus), task=WORDS, batch_size=16, cache_dir=None)
-    module = KWSModule(optimizer={"lr": 5e-3, "warmup_epochs": 1.0})
+    module = KWSModule(data.labels, optimizer={"lr": 5e-3, "warmup_epochs": 1.0})
     trainer = L.Trainer(max_epochs=TRAIN_EPOCHS, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
     with one_thread():

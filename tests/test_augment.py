@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 import torch
 
 from pipeline.augment import AugmentConfig, SpecAugment, SpecAugmentConfig, WaveAugment
@@ -44,12 +45,18 @@ def test_spec_augment_only_in_training() -> None:
     assert torch.equal(spec(x), x)
 
 
-def test_datamodule_leaves_batches_alone_outside_training(tone_corpus: Path) -> None:
+def test_datamodule_augments_training_batches_only(tone_corpus: Path) -> None:
     dm = SpeechCommandsDataModule(root=str(tone_corpus), cache_dir=None)
+    dm.trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
     dm.setup("fit")
     batch = next(iter(dm.val_dataloader()))
+    for stage in ("validating", "testing", "sanity_checking"):
+        setattr(dm.trainer, stage, True)
+        out = dm.on_after_batch_transfer(batch, 0)
+        assert torch.equal(out[0], batch[0]) and torch.equal(out[1], batch[1]), stage
+    dm.trainer.training = True
     out = dm.on_after_batch_transfer(batch, 0)
-    assert torch.equal(out[0], batch[0]) and torch.equal(out[1], batch[1])
+    assert not torch.equal(out[0], batch[0]) and torch.equal(out[1], batch[1])  # the same labels, new audio
 
 
 def test_reverb_and_band_limiting() -> None:

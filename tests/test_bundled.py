@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +17,9 @@ from pipeline.cli import main
 from pipeline.data import synth
 from pipeline.data.speech_commands import TWELVE_WORDS, make_task
 from pipeline.errors import KWSError
-from pipeline.live import main as mic_demo
-from pipeline.streaming import load_model
-from pipeline.transcribe import build_parser, detector_from_args
+from pipeline.model import load_model
+from pipeline.arguments import detector_from_args
+from pipeline.transcribe import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 # flite's voices are the TTS corpus's test family: the bundled model never trained on them
@@ -83,9 +81,9 @@ def test_transcribe_and_the_mic_demo_use_the_bundled_model_without_ckpt(
     in_order = sum(any(w == s for s in rest) for w in found)  # found words that follow the spoken order
     # at its own (conservative) threshold the engine finds about half of real speakers' words (the card's figure)
     assert in_order >= MIN_FOUND and len(found) - in_order <= 1, found
-    assert mic_demo(["--input-file", str(stream)]) == 0
-    out = capsys.readouterr().out
-    assert "using the bundled model" in out and "end of input" in out
+    assert main(["live", "--input-file", str(stream)]) == 0
+    out = capsys.readouterr()
+    assert "using the bundled model" in out.err and "end of input" in out.out
 
 
 def test_ckpt_takes_a_bundled_name_and_kws_models_lists_them(capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,22 +102,3 @@ def test_without_a_bundled_model_the_error_is_one_sentence(tmp_path, monkeypatch
     monkeypatch.setattr(bundled, "CARDS_FILE", tmp_path / "models.json")  # an installation without weights
     with pytest.raises(KWSError, match="no model is bundled"):
         bundled.resolve_model(None)
-
-
-@pytest.mark.parametrize(
-    ("script", "args", "message"),
-    [
-        ("crossval.py", ["--experiments", "nope"], "unknown experiment(s) nope"),
-        ("crossval.py", ["--folds", "1"], "--folds must be at least 2"),
-        ("crossval.py", [], "is not a folder"),
-        ("ship_model.py", ["--ckpt", "missing.ckpt", "--name", "x", "--experiment", "nope", "--about", "a",
-                           "--recipe", "r", "--threshold", "0.8"], "has no results for nope"),
-    ],
-)
-def test_the_scripts_behind_the_figures_refuse_bad_arguments_in_one_line(
-    script: str, args: list[str], message: str, tmp_path
-) -> None:
-    folders = ["--synth", str(tmp_path / "none"), "--real-train", str(tmp_path), "--real-test", str(tmp_path)]
-    argv = [sys.executable, str(REPO / "scripts" / script), *(folders if script == "crossval.py" else []), *args]
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -7,13 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import make_archive
-from pipeline.cli import main
+from pipeline.cli import TOOLS, TRAINING, main
 from pipeline.module import KWSModule
-from pipeline.streaming import load_model
+from pipeline.model import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
@@ -67,6 +68,31 @@ def test_test_prints_and_writes_the_report(
     assert (ckpt.parent / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     # the checkpoint alone is enough: no --config
     assert main(["test", "--ckpt_path", str(ckpt), f"--data.root={archive}", "--data.cache_dir=null"]) == 0
+    # labels have one source, the data task: a checkpoint of another task is refused in one sentence
+    capsys.readouterr()
+    assert main(["test", "--ckpt_path", str(ckpt), f"--data.root={archive}", "--data.task=35"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the checkpoint's labels" in err and "differ from the data task's" in err and len(err.splitlines()) == 1
+
+
+def test_validate_scores_the_validation_split(trained: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(trained.parent.parent)
+    ckpt = trained / "checkpoints" / "best.ckpt"
+    assert main(["validate", "--config", str(trained / "config.yaml"), "--ckpt_path", str(ckpt)]) == 0
+    assert "val_acc" in capsys.readouterr().out
+
+
+def test_the_audio_rate_has_one_source(tone_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data module decodes and augments at the front end's rate: an 8 kHz model trains on 8 kHz clips."""
+    monkeypatch.chdir(tmp_path)
+    assert _fit(tone_corpus, "--model.features.sample_rate=8000", "--model.features.f_max=3800", "--run=rate8k",
+                "--trainer.max_epochs=1", "--trainer.limit_train_batches=2") == 0  # fmt: skip
+    ckpt = tmp_path / "runs" / "rate8k" / "checkpoints" / "last.ckpt"
+    assert main(["test", "--ckpt_path", str(ckpt), f"--data.root={tone_corpus}", "--data.cache_dir=cache"]) == 0
+    [cache] = (tmp_path / "cache").glob("clips-*.npy")  # kws test found the clips that fit decoded
+    assert np.load(cache, mmap_mode="r").shape[1] == 8000  # one second at 8 kHz
+    model = load_model(ckpt, runtime="torch")
+    assert model.front_end.config.sample_rate == 8000 and model(torch.zeros(1, 8000)).shape == (1, 12)
 
 
 def test_resume_and_refusal_to_overwrite(
@@ -95,10 +121,23 @@ def test_missing_dataset_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_module_entry_point_help() -> None:
     out = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=True)
-    for command in ("fit", "test", "synth", "transcribe"):
+    for command in (*TRAINING, *TOOLS):
         assert command in out.stdout
     fit_help = subprocess.run([sys.executable, "-m", "pipeline", "fit", "--help"], capture_output=True, text=True)
     assert fit_help.returncode == 0 and "--data.task" in fit_help.stdout and "--model.model.width" in fit_help.stdout
+
+
+@pytest.mark.parametrize("command", [*TRAINING, *TOOLS])
+def test_every_command_has_help_and_refuses_bad_flags_in_one_line(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0 and "usage" in capsys.readouterr().out.lower()
+    with pytest.raises(SystemExit) as done:
+        main([command, "--no-such-flag"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "error" in err and "Traceback" not in err
 
 
 def test_bad_checkpoint_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,8 @@ import soundfile as sf
 from conftest import make_archive, make_corpus, tone_word
 from pipeline.audio import CLIP_SAMPLES, load_clip
 from pipeline.data.datamodule import SpeechCommandsDataModule
-from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, DataError, make_task, scan, speaker_of, which_set
+from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, make_task, scan, speaker_of, which_set
+from pipeline.errors import DataError
 
 
 def _dm(root: Path | list[Path], **kwargs) -> SpeechCommandsDataModule:
@@ -89,7 +90,7 @@ def test_every_word_and_custom_tasks(tone_corpus: Path) -> None:
         make_task("35", version=1)
 
 
-def test_archive_layout(tmp_path: Path) -> None:
+def test_archive_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = make_archive(tmp_path / "archive", ["yes", "no"], ["cat", "bird"], speakers=3)
     corpus = scan(root)
     assert corpus.layout == "archive"
@@ -100,11 +101,11 @@ def test_archive_layout(tmp_path: Path) -> None:
     assert len(ds) == 3 * 5 and len(dm.datasets["train"]) == 0
     counts = Counter(dm.labels[i] for i in ds.labels)
     assert counts == {"yes": 3, "no": 3, UNKNOWN: 6, SILENCE: 3}
-    # a model without the silence class leaves those clips out, and says so
-    dm.datasets = {}
-    dm.use_labels([UNKNOWN, "yes", "no"])
-    dm.setup("test")
-    assert len(dm.datasets["test"]) == 12
+    assert "left out" not in capsys.readouterr().err
+    # a task without the silence class leaves those clips out, and says so
+    dm = _dm(root, task=["yes", "no"], silence_share=0)
+    assert dm.labels == [UNKNOWN, "yes", "no"] and len(dm.datasets["test"]) == 12
+    assert f"left out 3 clip(s) in {root} whose label is not among the model's labels" in capsys.readouterr().err
 
 
 def test_any_rate_and_channels_become_one_second_mono(tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ from conftest import TONE_DETECTOR, WORDS, one_thread, word_sequence
 from pipeline.audio import SAMPLE_RATE, resample
 from pipeline.cli import main as kws
 from pipeline.live import SILENCE_DB, AudioTap, LiveView, Session, build_parser, dbfs, main, run_demo
-from pipeline.stream_eval import make_stream
-from pipeline.streaming import Detector, load_model
+from pipeline.data.streams import make_stream
+from pipeline.model import load_model
+from pipeline.streaming import Detector
 
 FILE_RATE = 44100  # the test stream's rate: the engine resamples, as it would a microphone's
 INTERRUPT_AFTER_S = 1.0  # audio recorded before the simulated Ctrl+C

@@ -16,12 +16,14 @@ import soundfile as sf
 import torch
 from conftest import TONE_DETECTOR, WORDS, one_thread, word_sequence
 
-from pipeline.audio import SAMPLE_RATE, load_audio, resample, save_audio
+from pipeline.audio import SAMPLE_RATE, load_audio, load_clip, resample, save_audio
 from pipeline.cli import main as kws
 from pipeline.data.speech_commands import SILENCE, UNKNOWN
 from pipeline.module import KWSModule
-from pipeline.stream_eval import make_stream, read_truth, score_stream, vocabulary
-from pipeline.streaming import Detector, KWSModel, Settings, StreamResampler, load_model, offline_detect, offline_scores
+from pipeline.data.streams import make_stream, read_truth
+from pipeline.stream_eval import TUNE_SHOWN, score_stream, vocabulary
+from pipeline.model import KWSModel, load_model
+from pipeline.streaming import Detector, Settings, StreamResampler, offline_detect, offline_scores
 
 CHUNKS = (1, 160, 1234, 16000, None)  # None: the whole signal in one push
 TONE_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TONE_DETECTOR.items()]  # the same, as flags
@@ -261,15 +263,69 @@ def test_transcribe_bad_checkpoint(make, phrase: str, audio_dir: Path, tmp_path:
 # ---- kws make-stream / evaluate-stream ---------------------------------------------------------------------------
 
 
-def test_make_and_evaluate_stream(trained: Path, tone_corpus: Path, tmp_path: Path,
+def test_make_and_evaluate_stream(trained: Path, model: KWSModel, tone_corpus: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture) -> None:  # fmt: skip
     out = tmp_path / "stream.wav"
     assert kws(["make-stream", "--source", str(tone_corpus), "--out", str(out), "--minutes", "0.4", "--seed", "1"]) == 0
     truth = read_truth(tmp_path / "stream.csv")
-    assert len(truth) >= 5 and load_audio(out).shape[0] == int(0.4 * 60 * SAMPLE_RATE)
+    audio = load_audio(out)
+    assert len(truth) >= 5 and audio.shape[0] == int(0.4 * 60 * SAMPLE_RATE)
     gaps = [b.start - a.end for a, b in zip(truth, truth[1:])]
     assert min(gaps) >= 0.99 and max(gaps) <= 3.01
-    noise = str(tone_corpus / "_background_noise_")
-    assert kws(["evaluate-stream", str(out), "--ckpt", str(trained), "--noise-only", noise]) == 0
-    report = capsys.readouterr().out
-    assert "matched" in report and "false accepts" in report
+    noise_dir = tone_corpus / "_background_noise_"
+    capsys.readouterr()
+    assert kws(["evaluate-stream", str(out), "--ckpt", str(trained), *TONE_FLAGS, "--noise-only", str(noise_dir)]) == 0
+    report = " ".join(capsys.readouterr().out.replace("│", " ").split())  # cells, without the table's lines
+    # the figures printed are those of the offline reference scored here
+    settings = Settings(**TONE_DETECTOR)
+    found = offline_detect(model, audio, SAMPLE_RATE, settings)
+    stats = score_stream(found, truth, vocabulary(model), audio.shape[0] / SAMPLE_RATE, 0.5)
+    assert stats.percent(stats.correct) > 50  # the tone model hears most of its words
+    row = " ".join(f"{stats.percent(n):.1f}%" for n in (stats.matched, stats.correct, stats.wrong, stats.false_positives))
+    assert f"{row} {stats.false_accepts_per_hour:.1f}" in report, report
+    noise = [load_audio(f) for f in sorted(noise_dir.iterdir())]
+    false_accepts = sum(len(offline_detect(model, n, SAMPLE_RATE, settings)) for n in noise)
+    minutes = sum(n.shape[0] for n in noise) / SAMPLE_RATE / 60
+    assert f"noise only: {false_accepts} false accepts in {minutes:.1f} min" in report, report
+
+
+def test_evaluate_stream_tune_prints_the_best_settings(trained: Path, tone_corpus: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    out = tmp_path / "dev.wav"
+    assert kws(["make-stream", "--source", str(tone_corpus), "--out", str(out), "--minutes", "0.3", "--seed", "2"]) == 0
+    capsys.readouterr()
+    assert kws(["evaluate-stream", str(out), "--ckpt", str(trained), "--tune"]) == 0
+    report = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "best detector settings" in report
+    rows = re.findall(r"\b[01](?:\.\d+)? \d+ \d+ \d+ \d+\.\d%", report)
+    assert len(rows) == TUNE_SHOWN, report  # threshold, stride, smoothing and suppression of each
+
+
+# ---- kws predict -------------------------------------------------------------------------------------------------
+
+
+def test_predict_classifies_clips_as_the_model_does(trained: Path, model: KWSModel, tone_corpus: Path,
+                                                    tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    test_clips = sorted(str(p) for w in WORDS for p in (tone_corpus / w).glob("spk002_*.wav"))  # held-out speaker
+    long = tmp_path / "long.wav"
+    save_audio(long, word_sequence(["yes", "no"], seed=3))  # about 3 s: only its first second is classified
+    (tmp_path / "broken.wav").write_text("not audio")
+    out = tmp_path / "predictions.csv"
+    status = kws(["predict", *test_clips, str(long), str(tmp_path / "broken.wav"), "--ckpt", str(trained), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert status == 1 and "broken.wav: cannot read audio" in err and "1 file(s) are longer than 1 s" in err
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"] for r in rows] == [*test_clips, str(long)]
+    assert list(rows[0])[3:] == model.labels  # one score column per label
+    with torch.inference_mode():
+        expected = model(torch.stack([load_clip(r["file"]) for r in rows])).softmax(-1)
+    for row, probs in zip(rows, expected):
+        scores = [float(row[label]) for label in model.labels]
+        assert np.allclose(scores, probs.numpy(), atol=1e-4) and abs(sum(scores) - 1) < 1e-3
+        assert row["label"] == model.labels[int(probs.argmax())] and float(row["score"]) == max(scores)
+    right = sum(r["label"] == Path(r["file"]).parent.name for r in rows[:-1])
+    assert right >= 0.8 * len(test_clips), rows
+    assert kws(["predict", test_clips[0], "--ckpt", str(trained), "--format", "json"]) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    assert item["file"] == test_clips[0] and item["label"] == rows[0]["label"] and set(item["scores"]) == set(model.labels)

@@ -170,7 +170,7 @@ def test_a_short_training_run_generalises_to_held_out_voices(tmp_path: Path) -> 
     data = SpeechCommandsDataModule(
         root=str(root), task=LEARN_WORDS, silence_share=0, unknown_share=0, batch_size=32, cache_dir=None
     )
-    module = KWSModule(optimizer={"lr": 5e-3, "warmup_epochs": 1.0}, label_smoothing=0.1)
+    module = KWSModule(data.labels, optimizer={"lr": 5e-3, "warmup_epochs": 1.0}, label_smoothing=0.1)
     trainer = L.Trainer(max_epochs=12, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         default_root_dir=tmp_path)  # fmt: skip

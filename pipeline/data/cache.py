@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, load_clip
+from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clip
+from pipeline.errors import AudioError
 from pipeline.files import atomic_path, write_text
 
 CACHE_FORMAT = 1  # bump when the stored layout changes

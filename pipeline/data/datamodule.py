@@ -13,12 +13,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, AUDIO_SUFFIXES, AudioError, load_audio
+from pipeline.audio import CLIP_SECONDS, SAMPLE_RATE, load_audio
 from pipeline.augment import AugmentConfig, WaveAugment
 from pipeline.console import warn
 from pipeline.data.cache import decode_files
 from pipeline.data.download import download_and_extract
-from pipeline.data.speech_commands import SILENCE, SPLITS, UNKNOWN, Corpus, DataError, Task, make_task, scan
+from pipeline.errors import AudioError, DataError
+from pipeline.data.speech_commands import SILENCE, SPLITS, UNKNOWN, Corpus, Task, audio_files, make_task, scan
 
 SILENCE_STORE = -1  # store index of generated silence clips
 MAX_REPORTED = 3  # unreadable files named in the warning
@@ -34,12 +35,16 @@ class KWSDataset(Dataset):
             ``noise`` at a position and gain fixed by ``seed`` and ``row`` (the same on every epoch).
         labels: Class index of each item.
         noise: 1-D float32 background noise; ``None`` makes silence clips digital zeros.
+        seed: Seed of the silence clips' positions and gains.
+        clip_samples: Samples per clip (silence clips are cut to this length).
     """
 
     def __init__(
-        self, stores: list[np.ndarray], items: np.ndarray, labels: np.ndarray, noise: np.ndarray | None, seed: int = 0
-    ) -> None:
+        self, stores: list[np.ndarray], items: np.ndarray, labels: np.ndarray, noise: np.ndarray | None, seed: int = 0,
+        clip_samples: int = round(SAMPLE_RATE * CLIP_SECONDS),
+    ) -> None:  # fmt: skip
         self.stores, self.items, self.labels, self.noise, self.seed = stores, items, labels, noise, seed
+        self.clip_samples = clip_samples
 
     def __len__(self) -> int:
         return len(self.items)
@@ -47,11 +52,12 @@ class KWSDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         store, row = self.items[i]
         if store == SILENCE_STORE:
-            clip = np.zeros(CLIP_SAMPLES, dtype=np.float32)
-            if self.noise is not None and len(self.noise) >= CLIP_SAMPLES:
+            n = self.clip_samples
+            clip = np.zeros(n, dtype=np.float32)
+            if self.noise is not None and len(self.noise) >= n:
                 rng = np.random.default_rng((self.seed, int(row)))
-                start = rng.integers(0, len(self.noise) - CLIP_SAMPLES + 1)
-                clip = self.noise[start : start + CLIP_SAMPLES] * np.float32(rng.uniform(0.0, 1.0))
+                start = rng.integers(0, len(self.noise) - n + 1)
+                clip = self.noise[start : start + n] * np.float32(rng.uniform(0.0, 1.0))
         else:
             clip = self.stores[store][row].astype(np.float32) / 32768.0
         return torch.from_numpy(np.ascontiguousarray(clip)), int(self.labels[i])
@@ -93,6 +99,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         cache_dir: Folder for the decoded-clip cache; ``null`` decodes into memory on every run.
         augment: Training waveform augmentation.
         seed: Seed of the unknown-word subsample and the silence clips.
+        sample_rate: Rate the clips are decoded and augmented at; ``kws`` links it from the model's
+            ``features.sample_rate`` (one source), so it is not set on its own there.
     """
 
     def __init__(
@@ -116,6 +124,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         cache_dir: str | None = "data/cache",
         augment: AugmentConfig = AugmentConfig(),
         seed: int = 0,
+        sample_rate: int = SAMPLE_RATE,
     ) -> None:
         super().__init__()
         self.roots = [Path(r) for r in ([root] if isinstance(root, (str, Path)) else root)]
@@ -145,14 +154,11 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.hash_salt = hash_salt
         self.noise_dir = Path(noise_dir) if noise_dir else None
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.sample_rate, self.clip_samples = sample_rate, round(sample_rate * CLIP_SECONDS)
         self.cache_dir = cache_dir
         self.augment = AugmentConfig(**augment) if isinstance(augment, dict) else augment
         self.datasets: dict[str, KWSDataset] = {}
         self.augmenter: WaveAugment | None = None
-
-    def use_labels(self, labels: list[str]) -> None:
-        """Map the data onto another label list (a checkpoint's), before ``setup``."""
-        self.labels = list(labels)
 
     def prepare_data(self) -> None:
         for root in self.roots:
@@ -166,27 +172,35 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             download_and_extract(root, self.version)
         if self.cache_dir is not None:
             for root in self.roots:
-                decode_files([c.path for c in scan(root, AUDIO_SUFFIXES).clips], self.cache_dir, description=f"caching {root}")
+                decode_files([c.path for c in scan(root).clips], self.cache_dir, self.sample_rate, self.clip_samples,
+                             description=f"caching {root}")
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         stores, splits = [], {s: _Split([], []) for s in SPLITS}
+        if self.noise_dir and not self.noise_dir.is_dir():
+            raise DataError(f"data.noise_dir {self.noise_dir} is not a folder")
+        noise_files = audio_files(self.noise_dir) if self.noise_dir else []
         for index, root in enumerate(self.roots):
-            corpus = scan(root, AUDIO_SUFFIXES)
-            store = decode_files([c.path for c in corpus.clips], self.cache_dir, description=f"decoding {root}")
+            corpus = scan(root)
+            store = decode_files([c.path for c in corpus.clips], self.cache_dir, self.sample_rate, self.clip_samples,
+                                 description=f"decoding {root}")
             if store.errors:
                 first = list(store.errors.values())[:MAX_REPORTED]
                 warn(f"skipped {len(store.errors)} unreadable audio file(s) in {root}: " + "; ".join(first))
             stores.append(store.audio)
+            noise_files += corpus.noise_files
             self._assign(index, corpus, store.errors, splits)
-        noise = self._load_noise()
+        noise = self._load_noise(noise_files)
         self.datasets = {
-            name: KWSDataset(stores, np.array(s.items, dtype=np.int64).reshape(-1, 2), np.array(s.labels), noise, seed)
+            name: KWSDataset(stores, np.array(s.items, dtype=np.int64).reshape(-1, 2), np.array(s.labels), noise, seed,
+                             self.clip_samples)  # fmt: skip
             for seed, (name, s) in enumerate(splits.items(), start=len(SPLITS) * self.seed)
         }
         self.item_weights = self._item_weights(splits["train"])
-        self.augmenter = WaveAugment(self.augment, torch.from_numpy(noise) if noise is not None else None)
+        self.augmenter = WaveAugment(self.augment, torch.from_numpy(noise) if noise is not None else None,
+                                     self.sample_rate)  # fmt: skip
 
     def _assign(self, store: int, corpus: Corpus, errors: dict[str, str], splits: dict[str, _Split]) -> None:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -237,19 +251,14 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                     out.items.append((SILENCE_STORE, first + k))
                     out.labels.append(index[SILENCE])
 
-    def _load_noise(self) -> np.ndarray | None:
-        folders = [r / "_background_noise_" for r in self.roots] + ([self.noise_dir] if self.noise_dir else [])
-        if self.noise_dir and not self.noise_dir.is_dir():
-            raise DataError(f"data.noise_dir {self.noise_dir} is not a folder")
+    def _load_noise(self, files: list[Path]) -> np.ndarray | None:
+        """The background-noise recordings, joined (unreadable ones are skipped with a warning)."""
         parts = []
-        for folder in folders:
-            for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-                if path.suffix.lower() not in AUDIO_SUFFIXES:
-                    continue
-                try:
-                    parts.append(load_audio(path, SAMPLE_RATE).numpy())
-                except AudioError as err:
-                    warn(f"skipped a background-noise file: {err}")
+        for path in files:
+            try:
+                parts.append(load_audio(path, self.sample_rate).numpy())
+            except AudioError as err:
+                warn(f"skipped a background-noise file: {err}")
         return np.concatenate(parts).astype(np.float32) if parts else None
 
     def _item_weights(self, train: _Split) -> np.ndarray:

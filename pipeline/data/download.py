@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from pipeline.data.speech_commands import DataError
+from pipeline.errors import DataError
 
 ARCHIVES = {
     1: (

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import KWSError
+from pipeline.audio import AUDIO_SUFFIXES
+from pipeline.errors import DataError
 
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
@@ -35,8 +36,9 @@ MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # from the dataset's README: keeps the hash 
 SPLITS = ("train", "validation", "test")
 
 
-class DataError(KWSError):
-    """A dataset problem explained in one sentence."""
+def is_word(label: str) -> bool:
+    """Whether a label is a spoken word: ``_silence_``, ``_unknown_`` and any other ``_`` label are classes."""
+    return not label.startswith("_")
 
 
 def speaker_of(filename: str) -> str:
@@ -107,7 +109,7 @@ def make_task(
         words, default_share = TWELVE_WORDS, 0.1
     elif isinstance(task, (list, tuple)) and task:
         words = tuple(str(w).strip() for w in task)
-        if len(set(words)) != len(words) or not all(words) or any(w.startswith("_") for w in words):
+        if len(set(words)) != len(words) or not all(words) or not all(map(is_word, words)):
             raise DataError(f"data.task must list distinct word names that do not start with '_', got {list(task)}")
         default_share = 0.1
     else:
@@ -158,12 +160,17 @@ class Corpus:
         return which_set(salt + clip.speaker, validation_percentage, testing_percentage)
 
 
-def _audio_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+def audio_files(folder: str | Path) -> list[Path]:
+    """The audio files (any format libsndfile reads) directly in ``folder``, sorted; none if it is no folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
 
 
-def scan(root: str | Path, suffixes: tuple[str, ...] = (".wav",)) -> Corpus:
-    """Read the folder structure of a Speech Commands root (no audio is decoded here).
+def scan(root: str | Path) -> Corpus:
+    """Read the folder structure of a Speech Commands root (no audio is decoded here); every audio format
+    libsndfile reads counts.
 
     Raises:
         DataError: the folder does not exist or holds no word folders with audio.
@@ -177,7 +184,7 @@ def scan(root: str | Path, suffixes: tuple[str, ...] = (".wav",)) -> Corpus:
     for folder in folders:
         if folder.name == NOISE_DIR:
             continue
-        for path in _audio_files(folder, suffixes):
+        for path in audio_files(folder):
             if folder.name == UNKNOWN:
                 word, _, rest = path.name.partition("_")
                 clips.append(Clip(path, word if rest else UNKNOWN, speaker_of(rest or path.name)))
@@ -187,8 +194,7 @@ def scan(root: str | Path, suffixes: tuple[str, ...] = (".wav",)) -> Corpus:
                 clips.append(Clip(path, folder.name, speaker_of(path.name)))
     if not clips:
         raise DataError(f"no dataset at {root}: no word folders with audio files were found")
-    noise_dir = root / NOISE_DIR
-    noise = _audio_files(noise_dir, suffixes) if noise_dir.is_dir() else []
+    noise = audio_files(root / NOISE_DIR)
     lists = None
     if (root / VALIDATION_LIST).is_file() and (root / TESTING_LIST).is_file():
         lists = {

@@ -54,9 +54,10 @@ import soundfile as sf
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.audio import AUDIO_SUFFIXES, CLIP_SAMPLES, SAMPLE_RATE, load_audio, resample, save_audio
+from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, load_audio, resample, save_audio
 from pipeline.console import console, warn
-from pipeline.data.speech_commands import NOISE_DIR, TESTING_LIST, VALIDATION_LIST, WORDS_V2, DataError
+from pipeline.data.speech_commands import NOISE_DIR, TESTING_LIST, VALIDATION_LIST, WORDS_V2, audio_files
+from pipeline.errors import DataError
 from pipeline.files import write_text
 
 ESPEAK, FLITE = "espeak-ng", "flite"
@@ -381,7 +382,7 @@ def synthesize(
     noise_files = []
     if noise_dir is not None:
         noise_dir = Path(noise_dir)
-        noise_files = sorted(p for p in noise_dir.glob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        noise_files = audio_files(noise_dir)
         if not noise_files:
             raise DataError(f"--noise-dir {noise_dir} holds no audio files")
     settings = {

@@ -1,0 +1,87 @@
+"""Command-line pieces shared by the tools that run a trained model (``kws transcribe``, ``predict``,
+``evaluate-stream`` and ``live``): which model, the detector's flags, and the files that inputs name."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+from pathlib import Path
+
+from pipeline.audio import AUDIO_SUFFIXES
+from pipeline.bundled import default_threshold, resolve_model
+from pipeline.console import err_console
+from pipeline.errors import KWSError
+from pipeline.model import RUNTIME, RUNTIMES, KWSModel, load_model
+from pipeline.streaming import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, THRESHOLD, Detector
+
+STDIN = "-"
+CHUNK_SAMPLES = 102400  # frames read per block: 6.4 s at 16 kHz, one full model batch (32 strides) per block
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--ckpt`` (a checkpoint or a bundled model's name) and ``--runtime``."""
+    parser.add_argument("--ckpt", help="model checkpoint written by kws fit (.ckpt), or the name of a bundled model "
+                        "(default: the bundled model; see kws models)")  # fmt: skip
+    parser.add_argument("--runtime", choices=RUNTIMES, default=RUNTIME,
+                        help=f"how the acoustic model runs: ONNX Runtime or eager PyTorch (default: {RUNTIME})")
+
+
+def model_from_args(args: argparse.Namespace) -> tuple[KWSModel, float]:
+    """Load the model :func:`add_model_arguments` names (a bundled one is named on stderr) with its default
+    detector threshold: a bundled model's own, else the engine's."""
+    path, card = resolve_model(args.ckpt)
+    if card is not None:
+        err_console.print(f"using the {card.summary()}", highlight=False, soft_wrap=True)
+    return load_model(path, args.runtime), default_threshold(card)
+
+
+def add_detector_arguments(parser: argparse.ArgumentParser, chunks: bool = True) -> None:
+    """The model flags and the detector's; ``chunks``: also ``--chunk-samples``, for tools that read files."""
+    add_model_arguments(parser)
+    parser.add_argument("--threshold", type=float, help="smoothed score a word must exceed, 0-1 (default: a bundled "
+                        f"model's own, else {THRESHOLD})")  # fmt: skip
+    parser.add_argument("--stride-ms", type=float, default=STRIDE_MS,
+                        help=f"step between model windows, a multiple of 10 ms (default: {STRIDE_MS:g})")
+    parser.add_argument("--smooth-ms", type=float, default=SMOOTH_MS,
+                        help=f"span of the moving average of model outputs (default: {SMOOTH_MS:g})")
+    parser.add_argument("--suppression-ms", type=float, default=SUPPRESSION_MS,
+                        help=f"quiet time after each detected word (default: {SUPPRESSION_MS:g})")
+    if chunks:
+        parser.add_argument("--chunk-samples", type=int, default=CHUNK_SAMPLES,
+                            help=f"audio frames read and processed per block (default: {CHUNK_SAMPLES})")
+
+
+def detector_from_args(args: argparse.Namespace) -> Detector:
+    """The detector that the flags of :func:`add_detector_arguments` describe."""
+    if getattr(args, "chunk_samples", 1) <= 0:
+        raise KWSError(f"--chunk-samples must be positive, not {args.chunk_samples}")
+    model, threshold = model_from_args(args)
+    threshold = threshold if args.threshold is None else args.threshold
+    return Detector(model, threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
+
+
+def expand_inputs(inputs: list[str], stdin: bool = True) -> tuple[list[str], list[str]]:
+    """Resolve files, folders (recursively, audio suffixes only), globs and ``-`` (when ``stdin``) into a
+    list of sources.
+
+    Returns the sources (each file once, in order) and one error sentence per input that names nothing usable.
+    """
+    sources: dict[str, None] = {}  # ordered set
+    errors: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if (stdin and item == STDIN) or path.is_file():
+            found = [item]
+        elif path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                errors.append(f"{item}: the folder holds no audio files")
+        elif glob.has_magic(item):
+            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not found:
+                errors.append(f"{item}: no file matches this pattern")
+        else:
+            found = []
+            errors.append(f"{item}: no such file or folder")
+        sources.update(dict.fromkeys(found))
+    return list(sources), errors
