@@ -8,31 +8,57 @@ import glob
 from pathlib import Path
 
 from pipeline.audio import AUDIO_SUFFIXES
-from pipeline.bundled import default_threshold, resolve_model
+from pipeline.bundled import resolve_model
 from pipeline.console import err_console
+from pipeline.decision import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, THRESHOLD
 from pipeline.errors import KWSError
-from pipeline.model import RUNTIME, RUNTIMES, KWSModel, load_model
-from pipeline.streaming import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, THRESHOLD, Detector
+from pipeline.onnx_model import OnnxModel
+from pipeline.streaming import Classifier, Detector
 
 STDIN = "-"
 CHUNK_SAMPLES = 102400  # frames read per block: 6.4 s at 16 kHz, one full model batch (32 strides) per block
+RUNTIMES = ("onnx", "torch")  # how a checkpoint runs: exported to ONNX Runtime in memory, or eager PyTorch
+TRAINING_STACK = "pip install 'kws-pipeline[train]'"  # what a checkpoint needs beyond the runtime
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--ckpt`` (a checkpoint or a bundled model's name) and ``--runtime``."""
-    parser.add_argument("--ckpt", help="model checkpoint written by kws fit (.ckpt), or the name of a bundled model "
-                        "(default: the bundled model; see kws models)")  # fmt: skip
-    parser.add_argument("--runtime", choices=RUNTIMES, default=RUNTIME,
-                        help=f"how the acoustic model runs: ONNX Runtime or eager PyTorch (default: {RUNTIME})")
+    """``--model`` (an exported model), ``--ckpt`` (a checkpoint or a bundled model's name) and ``--runtime``."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", help="model exported by kws export (.onnx): runs without PyTorch")
+    which.add_argument("--ckpt", help="model checkpoint written by kws fit (.ckpt), or the name of a bundled model "
+                       "(default: the bundled model, see kws models)")  # fmt: skip
+    parser.add_argument("--runtime", choices=RUNTIMES, default=RUNTIMES[0],
+                        help="how a --ckpt checkpoint runs: exported to ONNX Runtime in memory, or eager PyTorch "
+                        f"(default: {RUNTIMES[0]})")  # fmt: skip
 
 
-def model_from_args(args: argparse.Namespace) -> tuple[KWSModel, float]:
+def load_checkpoint(path: str, runtime: str) -> Classifier:
+    """A ``kws fit`` checkpoint through :func:`pipeline.model.load_model`, which needs PyTorch.
+
+    Raises:
+        KWSError: PyTorch is not installed, or the checkpoint cannot be used.
+    """
+    try:
+        from pipeline.model import load_model
+    except ImportError:
+        raise KWSError(f"a .ckpt checkpoint needs PyTorch ({TRAINING_STACK}); an exported .onnx model does not: "
+                       "give it with --model") from None  # fmt: skip
+    return load_model(path, runtime)
+
+
+def model_from_args(args: argparse.Namespace) -> tuple[Classifier, float]:
     """Load the model :func:`add_model_arguments` names (a bundled one is named on stderr) with its default
-    detector threshold: a bundled model's own, else the engine's."""
+    detector threshold: a bundled model's own, else the engine's. Exported and bundled models run without
+    PyTorch."""
+    if args.model:
+        return OnnxModel(args.model), THRESHOLD
     path, card = resolve_model(args.ckpt)
-    if card is not None:
-        err_console.print(f"using the {card.summary()}", highlight=False, soft_wrap=True)
-    return load_model(path, args.runtime), default_threshold(card)
+    if card is None:
+        return load_checkpoint(path, args.runtime), THRESHOLD
+    err_console.print(f"using the {card.summary()}", highlight=False, soft_wrap=True)
+    if args.runtime == "torch":
+        return load_checkpoint(path, args.runtime), card.threshold
+    return OnnxModel(card.export_path, name=card.name), card.threshold
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser, chunks: bool = True) -> None:

@@ -1,24 +1,32 @@
 """Audio constants and I/O: every door reads audio through these functions.
 
-Decoding is done with soundfile (libsndfile); resampling with torchaudio.
+Decoding is done with soundfile (libsndfile); resampling with torchaudio's band-limited sinc kernel, here in
+numpy (:class:`StreamResampler`), so that the inference path needs no PyTorch. Only :func:`load_audio`,
+:func:`fit_length` and :func:`load_clip`, which hand tensors to training, import torch.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
+from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline.errors import AudioError, first_line
 from pipeline.files import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 SAMPLE_RATE = 16000  # Hz, the rate of Speech Commands and of every model here
 CLIP_SECONDS = 1.0
 CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)
 AUDIO_SUFFIXES = tuple("." + fmt.lower() for fmt in sf.available_formats())
+LOWPASS_WIDTH = 6  # zero crossings of the sinc on each side (torchaudio's default)
+ROLLOFF = 0.99  # cut-off as a share of the lower Nyquist frequency (torchaudio's default)
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
@@ -26,11 +34,74 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=1) if audio.ndim == 2 else audio
 
 
-def resample(audio: torch.Tensor, orig_sr: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Resample along the last axis with torchaudio's band-limited sinc interpolation."""
+def sinc_kernel(orig_sr: int, new_sr: int) -> tuple[np.ndarray, int]:
+    """torchaudio's ``sinc_interp_hann`` resampling kernel: ``(new, 2 * width + orig)`` float32 taps (rates
+    divided by their gcd) and ``width``, the input samples it reaches to either side."""
+    gcd = math.gcd(orig_sr, new_sr)
+    orig, new = orig_sr // gcd, new_sr // gcd
+    base = min(orig, new) * ROLLOFF
+    width = math.ceil(LOWPASS_WIDTH * orig / base)
+    idx = np.arange(-width, width + orig, dtype=np.float64)[None] / orig
+    t = (np.arange(0, -new, -1, dtype=np.float64)[:, None] / new + idx) * base
+    t = np.clip(t, -LOWPASS_WIDTH, LOWPASS_WIDTH)
+    window = np.cos(t * math.pi / LOWPASS_WIDTH / 2) ** 2
+    t *= math.pi
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kernel = np.where(t == 0, 1.0, np.sin(t) / t)
+    return (kernel * window * (base / orig)).astype(np.float32), width
+
+
+class StreamResampler:
+    """Band-limited resampling of a stream: the same output samples whatever the chunk sizes.
+
+    The resampler is a strided convolution: each block of ``orig`` input samples (rates divided by their gcd)
+    gives ``new`` output samples from a kernel that reaches ``width`` samples to either side. The stream keeps
+    those ``width`` samples of history and computes every block as soon as its input is there. The whole
+    output equals torchaudio's ``resample`` to float rounding.
+    """
+
+    def __init__(self, orig_sr: int, new_sr: int) -> None:
+        gcd = math.gcd(orig_sr, new_sr)
+        self.orig, self.new = orig_sr // gcd, new_sr // gcd
+        self.kernel, self.width = sinc_kernel(orig_sr, new_sr)
+        self.buffer = np.zeros(self.width, np.float32)  # left zero padding, as torchaudio pads
+        self.received = 0
+        self.sent = 0
+
+    def _blocks(self) -> np.ndarray:
+        size = self.kernel.shape[1]
+        blocks = (len(self.buffer) - size) // self.orig + 1 if len(self.buffer) >= size else 0
+        if blocks <= 0:
+            return np.zeros(0, np.float32)
+        windows = sliding_window_view(self.buffer[: (blocks - 1) * self.orig + size], size)[:: self.orig]
+        self.buffer = self.buffer[blocks * self.orig :]
+        return (windows @ self.kernel.T).reshape(-1)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Take input samples; return the output samples they complete."""
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        self.buffer = np.concatenate([self.buffer, samples])
+        self.received += len(samples)
+        out = self._blocks()
+        self.sent += len(out)
+        return out
+
+    def flush(self) -> np.ndarray:
+        """End of input: the remaining output samples (zero padding on the right, as torchaudio pads)."""
+        self.buffer = np.concatenate([self.buffer, np.zeros(self.width + self.orig, np.float32)])
+        total = -(-self.new * self.received // self.orig)
+        out = self._blocks()[: max(0, total - self.sent)]
+        self.sent += len(out)
+        return out
+
+
+def resample(audio: np.ndarray, orig_sr: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample a mono float signal with the band-limited sinc kernel (:class:`StreamResampler` in one go)."""
+    audio = np.asarray(audio, np.float32)
     if orig_sr == sample_rate:
         return audio
-    return AF.resample(audio, orig_sr, sample_rate)
+    stream = StreamResampler(orig_sr, sample_rate)
+    return np.concatenate([stream.push(audio), stream.flush()])
 
 
 def open_audio(file: str | os.PathLike | int, name: str | None = None) -> sf.SoundFile:
@@ -50,8 +121,8 @@ def open_audio(file: str | os.PathLike | int, name: str | None = None) -> sf.Sou
     return sound
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Read a whole audio file as a mono float32 tensor at ``sample_rate``.
+def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read a whole audio file as a mono float32 array at ``sample_rate``.
 
     Any format libsndfile reads, any rate, any channel count.
 
@@ -66,11 +137,20 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch
         sr = sound.samplerate
     if data.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no audio samples")
-    return resample(torch.from_numpy(np.ascontiguousarray(to_mono(data))), sr, sample_rate)
+    return resample(np.ascontiguousarray(to_mono(data)), sr, sample_rate)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """:func:`read_audio` as a tensor."""
+    import torch
+
+    return torch.from_numpy(read_audio(path, sample_rate))
 
 
 def fit_length(audio: torch.Tensor, length: int = CLIP_SAMPLES) -> torch.Tensor:
     """Zero-pad at the end or crop the end so the last axis has ``length`` samples."""
+    import torch
+
     n = audio.shape[-1]
     if n >= length:
         return audio[..., :length]
@@ -84,7 +164,7 @@ def load_clip(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, length: i
 
 def save_audio(path: str | os.PathLike, audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> None:
     """Write a 16-bit PCM WAV file atomically."""
-    if isinstance(audio, torch.Tensor):
+    if hasattr(audio, "detach"):  # a tensor
         audio = audio.detach().cpu().numpy()
     with atomic_path(path) as tmp:
         sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")

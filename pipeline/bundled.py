@@ -1,7 +1,8 @@
 """Models that ship inside the package, so that ``kws transcribe`` and the microphone demo work at once.
 
 Each bundled model is an inference-only checkpoint in ``pipeline/weights/`` (hyper-parameters and the front end's
-and acoustic model's weights, as ``kws fit`` writes them, without optimizer state) with a card in
+and acoustic model's weights, as ``kws fit`` writes them, without optimizer state), its ``kws export`` (what
+the torch-free runtime runs), and a card in
 ``pipeline/weights/models.json``: what it recognises, how it was trained, and its figures measured by
 ``scripts/crossval.py`` on real speakers it never heard. ``scripts/ship_model.py`` writes both.
 """
@@ -29,6 +30,7 @@ class ModelCard:
     Args:
         name: What ``--ckpt`` accepts instead of a path.
         file: Checkpoint file in ``pipeline/weights/``.
+        export: Its ``kws export`` in ``pipeline/weights/``.
         about: One line: task and architecture.
         labels: Class names in output order.
         params: Parameters of the acoustic model.
@@ -48,6 +50,7 @@ class ModelCard:
 
     name: str
     file: str
+    export: str
     about: str
     labels: list[str]
     params: int
@@ -63,7 +66,13 @@ class ModelCard:
 
     @property
     def path(self) -> Path:
+        """The checkpoint."""
         return WEIGHTS_DIR / self.file
+
+    @property
+    def export_path(self) -> Path:
+        """The exported ONNX model."""
+        return WEIGHTS_DIR / self.export
 
     def summary(self) -> str:
         """One line naming the model and its cross-validated accuracy."""
@@ -97,13 +106,6 @@ def resolve_model(ckpt: str | None) -> tuple[str, ModelCard | None]:
     if ckpt in by_name and not Path(ckpt).exists():
         return str(by_name[ckpt].path), by_name[ckpt]
     return ckpt, None
-
-
-def default_threshold(card: ModelCard | None) -> float:
-    """The detector threshold for a model: a bundled model's own, else the engine's default."""
-    from pipeline.streaming import THRESHOLD
-
-    return card.threshold if card is not None else THRESHOLD
 
 
 def main(argv: list[str]) -> int:

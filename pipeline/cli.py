@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from types import ModuleType
 
 from pipeline.console import console, err_console, print_error
 from pipeline.errors import KWSError
@@ -13,6 +14,7 @@ from pipeline.errors import KWSError
 # sub-command -> ("module:function" taking the remaining argv and returning the exit status, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
     "synth": ("pipeline.data.synth:main", "render words with TTS voices into a Speech Commands-layout corpus"),
+    "export": ("pipeline.export:main", "write a checkpoint as one ONNX file for the torch-free runtime (--int8 too)"),
     "predict": ("pipeline.predict:main", "classify one-second clips: each file's label and every label's score (CSV/JSON)"),
     "transcribe": ("pipeline.transcribe:main", "find command words, with times, in audio files of any length"),
     "make-stream": (
@@ -37,6 +39,17 @@ def print_help() -> None:
         console.print(f"  {name:<16} {text}", highlight=False)
 
 
+def _import(module: str, command: str) -> ModuleType:
+    """Import a command's module; a missing training package (an install of the runtime only) is one sentence."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        if (err.name or "pipeline").split(".")[0] == "pipeline":
+            raise
+        raise KWSError(f"kws {command} needs the training packages, which are not installed ({err.name} is missing): "
+                       "pip install 'kws-pipeline[train]'") from None  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kws`` and ``python -m pipeline``; returns the exit status."""
     args = argv
@@ -47,12 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[0] in TOOLS:
             module, function = TOOLS[argv[0]][0].split(":")
-            return getattr(importlib.import_module(module), function)(argv[1:]) or 0
+            return getattr(_import(module, argv[0]), function)(argv[1:]) or 0
         if argv[0] not in TRAINING:
             raise KWSError(f"unknown command {argv[0]!r}; the commands are {', '.join([*TRAINING, *TOOLS])}")
-        from pipeline.training_cli import run_training  # Lightning is slow to import: only when needed
-
-        run_training(args)
+        _import("pipeline.training_cli", argv[0]).run_training(args)  # Lightning is slow to import: only when needed
     except KWSError as err:
         print_error(str(err))
         return 2

@@ -6,6 +6,7 @@ Every frame depends only on its own window of samples (no centring, no per-input
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -52,6 +53,15 @@ class FeatureConfig:
     f_min: float = F_MIN
     f_max: float = F_MAX
     log_floor: float = LOG_FLOOR
+
+
+def _windowed_dft(n: int) -> Tensor:
+    """``(2 * bins, 1, n)`` convolution kernels: the real and imaginary parts of the one-sided DFT of an
+    ``n``-sample frame under a periodic Hann window (torch.stft's)."""
+    k = torch.arange(n // 2 + 1, dtype=torch.float64)[:, None]
+    angle = 2 * math.pi * k * torch.arange(n, dtype=torch.float64)[None] / n
+    window = torch.hann_window(n, dtype=torch.float64)
+    return torch.cat([torch.cos(angle), -torch.sin(angle)]).mul(window).float()[:, None]
 
 
 class FrontEnd(nn.Module):
@@ -110,37 +120,22 @@ class FrontEnd(nn.Module):
         frames = self.num_frames(waveform.shape[-1])
         if frames == 0:
             return waveform.new_zeros(*waveform.shape[:-1], self.n_features, 0)
-        mel = self.melspec(waveform)
+        mel = self.melspec(waveform) if not torch.onnx.is_in_onnx_export() else self._exportable_melspec(waveform)
         logmel = 10.0 * torch.log10(mel.clamp_min(self.config.log_floor))
         if self.dct is None:
             return logmel
         return torch.matmul(logmel.transpose(-1, -2), self.dct).transpose(-1, -2)
 
+    def _exportable_melspec(self, waveform: Tensor) -> Tensor:
+        """The mel power spectrum as ONNX exports it fast: the windowed DFT of every frame as one strided
+        convolution (ONNX Runtime's STFT has no fast path for the 480-point frames), the same values as
+        ``melspec`` to float rounding."""
+        dft = _windowed_dft(self.win_length)
+        n_bins = dft.shape[0] // 2
+        parts = torch.nn.functional.conv1d(waveform.reshape(-1, 1, waveform.shape[-1]), dft, stride=self.hop_length)
+        power = parts[:, :n_bins].square() + parts[:, n_bins:].square()  # (batch, bins, frames)
+        mel = torch.matmul(power.transpose(1, 2), self.melspec.mel_scale.fb).transpose(1, 2)
+        return mel.reshape(*waveform.shape[:-1], *mel.shape[1:])
+
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
-
-
-class FeatureStream:
-    """Feed audio in chunks of any size; get each new frame exactly once.
-
-    Keeps fewer than one window of samples between calls, so memory does not grow with the stream.
-
-    Example:
-        >>> stream = FeatureStream(FrontEnd())
-        >>> stream.push(torch.randn(400)).shape, stream.push(torch.randn(400)).shape
-        (torch.Size([40, 0]), torch.Size([40, 3]))
-    """
-
-    def __init__(self, front_end: FrontEnd) -> None:
-        self.front_end = front_end
-        self.pending = torch.zeros(0)
-
-    @torch.no_grad()
-    def push(self, samples: Tensor) -> Tensor:
-        """Append mono samples; return the ``(n_features, new_frames)`` features they complete."""
-        buffer = torch.cat([self.pending, samples.reshape(-1).float()])
-        frames = self.front_end.num_frames(buffer.numel())
-        hop = self.front_end.hop_length
-        features = self.front_end(buffer[: (frames - 1) * hop + self.front_end.win_length] if frames else buffer)
-        self.pending = buffer[frames * hop :]
-        return features

@@ -40,7 +40,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import soundfile as sf
-import torch
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
@@ -68,7 +67,6 @@ TOP_WORDS = 5  # labels shown with their smoothed scores
 LOG_LINES = 8  # detections kept in the view's log
 BAR_WIDTH = 40  # characters of a full bar
 PORTAUDIO_MISSING = "PortAudio is not installed: run `apt-get install -y libportaudio2`"
-TORCH_THREADS = 1  # one window per model call: more threads only contend (10x slower on a busy 2-core machine)
 ERROR_STATUS = 2  # exit status of a bad flag, file, device or checkpoint (as ``kws``)
 
 _END = None  # queue item: the source has no more audio
@@ -503,7 +501,6 @@ def run_demo(args: argparse.Namespace, console: Console) -> Summary:
 def main(argv: list[str] | None = None, prog: str = "kws live") -> int:
     """Entry point of ``kws live`` (``prog``: the name its usage shows); returns the exit status."""
     args = build_parser(prog).parse_args(argv)
-    torch.set_num_threads(TORCH_THREADS)
     try:
         if args.list_devices:
             list_devices(stdout_console)

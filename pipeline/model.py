@@ -1,18 +1,22 @@
-"""The inference model: a checkpoint's front end, acoustic model and labels, without Lightning.
+"""The model: a checkpoint's front end, acoustic model and labels, one definition for every door.
 
-:func:`load_model` reads a ``kws fit`` checkpoint (:func:`read_checkpoint` checks it first) into a
-:class:`KWSModel`, which holds the same weights under the same names as the training
-:class:`~pipeline.module.KWSModule` and can run its acoustic model through ONNX Runtime.
+:class:`KWSModel` builds the front end and the acoustic model; the training :class:`~pipeline.module.KWSModule`
+holds one under the same weight names, :func:`load_model` reads a ``kws fit`` checkpoint into one (checked by
+:func:`read_checkpoint`), and :meth:`KWSModel.to_onnx` exports it for the torch-free runtime
+(:class:`~pipeline.onnx_model.OnnxModel`).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -20,49 +24,28 @@ from pipeline.audio import CLIP_SECONDS
 from pipeline.errors import KWSError, first_line
 from pipeline.features import FeatureConfig, FrontEnd
 from pipeline.models import ModelConfig, build_model
+from pipeline.onnx_model import FORMAT, OPSET, OnnxModel
 
 INFERENCE = ("front_end", "encoder")  # the parts of a KWSModule's state dict that inference uses
-
-RUNTIMES = ("onnx", "torch")  # how load_model runs the acoustic model
+RUNTIMES = ("onnx", "torch")  # how load_model runs the model
 RUNTIME = "onnx"
 
 
-class OnnxEncoder:
-    """An acoustic model exported to ONNX and run by ONNX Runtime on the CPU.
+class KWSModel(nn.Module):
+    """Front end, acoustic model and labels: ``(batch, samples)`` audio -> ``(batch, n_classes)`` logits.
 
-    About three times faster per window than eager PyTorch on one thread for these small convolutional models,
-    with the same outputs to about 1e-7.
+    Besides ``forward``, it offers the numpy interface of the streaming engine
+    (:class:`~pipeline.streaming.Classifier`) and :meth:`to_onnx`.
 
     Args:
-        encoder: The PyTorch model, ``(batch, n_features, frames)`` -> ``(batch, n_classes)``.
-        n_features: Feature rows per frame.
-        frames: Frames per window (fixed; the batch size is free).
-        threads: ONNX Runtime intra-op threads.
-    """
+        labels: Class names in output order.
+        features: Front-end settings.
+        model: Acoustic-model settings.
 
-    def __init__(self, encoder: nn.Module, n_features: int, frames: int, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                encoder.eval(), (torch.zeros(1, n_features, frames),), buffer, input_names=["features"],
-                output_names=["logits"], dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
-            )  # fmt: skip
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        self.session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-
-    def __call__(self, features: Tensor) -> Tensor:
-        return torch.from_numpy(self.session.run(None, {"features": features.float().contiguous().numpy()})[0])
-
-
-class KWSModel(nn.Module):
-    """The inference half of a :class:`~pipeline.module.KWSModule`: front end, acoustic model and labels.
-
-    It holds the same weights under the same names, without Lightning (which the tools then never import).
-    :meth:`use_onnx` moves the acoustic model to ONNX Runtime.
+    Example:
+        >>> model = KWSModel(["_silence_", "_unknown_", "yes", "no"], FeatureConfig(), ModelConfig())
+        >>> model(torch.zeros(2, 16000)).shape
+        torch.Size([2, 4])
     """
 
     def __init__(self, labels: list[str], features: FeatureConfig, model: ModelConfig) -> None:
@@ -70,21 +53,61 @@ class KWSModel(nn.Module):
         self.labels = list(labels)
         self.front_end = FrontEnd(features)
         self.encoder = build_model(model, len(self.labels), self.front_end.n_features)
-        self.onnx: OnnxEncoder | None = None
-
-    def use_onnx(self, threads: int | None = None) -> KWSModel:
-        """Run the acoustic model with ONNX Runtime (``threads``: default torch's intra-op thread count)."""
-        frames = self.front_end.num_frames(round(CLIP_SECONDS * self.front_end.config.sample_rate))
-        self.onnx = OnnxEncoder(self.encoder, self.front_end.n_features, frames, threads or torch.get_num_threads())
-        return self
+        self.sample_rate = features.sample_rate
+        self.win_length, self.hop_length = self.front_end.win_length, self.front_end.hop_length
+        self.n_features = self.front_end.n_features
 
     def forward(self, waveform: Tensor) -> Tensor:
         """``(batch, samples)`` audio at the front end's rate -> ``(batch, n_classes)`` logits."""
-        return self.classify(self.front_end(waveform))
+        return self.encoder(self.front_end(waveform))
 
-    def classify(self, features: Tensor) -> Tensor:
-        """``(batch, n_features, frames)`` features -> logits."""
-        return self.encoder(features) if self.onnx is None else self.onnx(features)
+    @torch.inference_mode()
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """``(..., samples)`` audio -> ``(..., n_features, frames)`` features (numpy in and out)."""
+        return self.front_end(torch.from_numpy(np.ascontiguousarray(audio, np.float32))).numpy()
+
+    @torch.inference_mode()
+    def logits(self, windows: np.ndarray) -> np.ndarray:
+        """``(batch, n_features, frames)`` feature windows -> ``(batch, n_classes)`` logits (numpy)."""
+        return self.encoder(torch.from_numpy(np.ascontiguousarray(windows, np.float32))).numpy()
+
+    def to_onnx(self) -> bytes:
+        """One ONNX model holding both halves, with the labels and feature settings in its metadata.
+
+        Inputs ``audio`` ``(batch, samples)`` and ``windows`` ``(batch, n_features, frames)``; outputs
+        ``features`` (of ``audio``) and ``logits`` (of ``windows``). The two halves are separate paths through
+        the graph, so that a stream's frames are computed once and each window then costs only the encoder
+        (:class:`~pipeline.onnx_model.OnnxModel` runs each path alone).
+        """
+        frames = 1 + (round(CLIP_SECONDS * self.sample_rate) - self.win_length) // self.hop_length
+        audio, windows = torch.zeros(1, round(CLIP_SECONDS * self.sample_rate)), torch.zeros(1, self.n_features, frames)
+        buffer = io.BytesIO()
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _BothHalves(self).eval(), (audio, windows), buffer, input_names=["audio", "windows"],
+                output_names=["features", "logits"], opset_version=OPSET, dynamo=False,
+                dynamic_axes={"audio": {0: "batch", 1: "samples"}, "features": {0: "batch", 2: "frames"},
+                              "windows": {0: "batch"}, "logits": {0: "batch"}},
+            )  # fmt: skip
+        import onnx
+
+        graph = onnx.load_from_string(buffer.getvalue())
+        meta = {"kws_format": FORMAT, "labels": json.dumps(self.labels), "features": json.dumps(asdict(self.front_end.config)),
+                "sample_rate": self.sample_rate, "win_length": self.win_length, "hop_length": self.hop_length,
+                "n_features": self.n_features, "window_frames": frames}  # fmt: skip
+        for key, value in meta.items():
+            graph.metadata_props.add(key=key, value=str(value))
+        return graph.SerializeToString()
+
+
+class _BothHalves(nn.Module):
+    def __init__(self, model: KWSModel) -> None:
+        super().__init__()
+        self.front_end, self.encoder = model.front_end, model.encoder
+
+    def forward(self, audio: Tensor, windows: Tensor) -> tuple[Tensor, Tensor]:
+        return self.front_end(audio), self.encoder(windows)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -108,10 +131,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def load_model(path: str | os.PathLike, runtime: str = RUNTIME) -> KWSModel:
+def load_model(path: str | os.PathLike, runtime: str = RUNTIME) -> KWSModel | OnnxModel:
     """Load the inference part of a ``kws fit`` checkpoint (CPU, eval mode, no gradients).
 
-    ``runtime``: ``onnx`` (ONNX Runtime, the fastest on a CPU) or ``torch`` (eager PyTorch).
+    ``runtime``: ``onnx`` (exported in memory and run by ONNX Runtime, the fastest on a CPU) or ``torch``
+    (eager PyTorch).
 
     Raises:
         KWSError: one sentence naming the file (see :func:`read_checkpoint`), or weights that do not fit the
@@ -128,4 +152,4 @@ def load_model(path: str | os.PathLike, runtime: str = RUNTIME) -> KWSModel:
         raise KWSError(f"{path} does not hold a usable kws model ({first_line(err)[:200]})") from None
     model.requires_grad_(False)
     model.eval()
-    return model.use_onnx() if runtime == "onnx" else model
+    return OnnxModel(model.to_onnx(), name=str(path)) if runtime == "onnx" else model

@@ -15,8 +15,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from pipeline.augment import SpecAugment, SpecAugmentConfig
 from pipeline.console import console
 from pipeline.errors import DataError
-from pipeline.features import FeatureConfig, FrontEnd
-from pipeline.models import ModelConfig, build_model
+from pipeline.features import FeatureConfig
+from pipeline.model import KWSModel
+from pipeline.models import ModelConfig
 from pipeline.report import print_report, write_confusion
 
 C = TypeVar("C")
@@ -94,7 +95,6 @@ class KWSModule(L.LightningModule):
         for key, value in (("features", self.feature_config), ("spec_augment", spec_config),
                            ("model", self.model_config), ("optimizer", self.optimizer_config)):  # fmt: skip
             self.hparams[key] = asdict(value)
-        self.front_end = FrontEnd(self.feature_config)
         self.spec_augment = SpecAugment(spec_config)
         self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.compile_encoder = compile
@@ -103,7 +103,8 @@ class KWSModule(L.LightningModule):
             raise DataError("the model needs its labels: give model.labels (kws takes them from the data task)")
         self.labels = list(labels)
         n = len(self.labels)
-        self.encoder = build_model(self.model_config, n, self.front_end.n_features)
+        net = KWSModel(self.labels, self.feature_config, self.model_config)  # the one model definition
+        self.front_end, self.encoder = net.front_end, net.encoder
         self.train_acc = MulticlassAccuracy(n, average="micro")
         self.val_acc = MulticlassAccuracy(n, average="micro")
         self.test_acc = MulticlassAccuracy(n, average="micro")

@@ -16,15 +16,15 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from pipeline.arguments import add_model_arguments, expand_inputs, model_from_args
-from pipeline.audio import CLIP_SECONDS, fit_length, load_audio
+from pipeline.audio import CLIP_SECONDS, read_audio
 from pipeline.console import err_console, print_error, warn
 from pipeline.errors import AudioError
 from pipeline.files import write_text
-from pipeline.model import KWSModel
+from pipeline.streaming import Classifier, window_probs
 
 FORMATS = ("csv", "json", "text")
 BATCH = 64  # clips per model call
@@ -41,34 +41,32 @@ class Prediction:
     scores: dict[str, float]
 
 
-def _batches(model: KWSModel, sources: list[str], errors: list[str]) -> Iterator[tuple[list[str], torch.Tensor, int]]:
+def _batches(model: Classifier, sources: list[str], errors: list[str]) -> Iterator[tuple[list[str], np.ndarray, int]]:
     """``(files, clips, files longer than a window)`` in batches of ``BATCH``; unreadable files go to ``errors``."""
-    rate = model.front_end.config.sample_rate
-    window = round(CLIP_SECONDS * rate)
+    window = round(CLIP_SECONDS * model.sample_rate)
     for begin in range(0, len(sources), BATCH):
         names, clips, long = [], [], 0
         for source in sources[begin : begin + BATCH]:
             try:
-                audio = load_audio(source, rate)
+                audio = read_audio(source, model.sample_rate)
             except AudioError as err:
                 errors.append(str(err))
                 print_error(str(err))
                 continue
-            long += audio.numel() > window
+            long += len(audio) > window
             names.append(source)
-            clips.append(fit_length(audio, window))
+            clips.append(np.pad(audio[:window], (0, max(0, window - len(audio)))))
         if names:
-            yield names, torch.stack(clips), long
+            yield names, np.stack(clips), long
 
 
-def predict(model: KWSModel, sources: list[str], errors: list[str], progress: Progress | None = None) -> list[Prediction]:
+def predict(model: Classifier, sources: list[str], errors: list[str], progress: Progress | None = None) -> list[Prediction]:
     """Classify every source; unreadable ones are reported and appended to ``errors``."""
     labels, out, long = list(model.labels), [], 0
     task = progress.add_task("classifying", total=len(sources)) if progress else None
     for names, clips, n_long in _batches(model, sources, errors):
         long += n_long
-        with torch.inference_mode():
-            probs = model(clips).softmax(-1).double().tolist()
+        probs = window_probs(model, model.features(clips)).tolist()
         for name, row in zip(names, probs):
             top = max(range(len(row)), key=row.__getitem__)
             out.append(Prediction(name, labels[top], row[top], dict(zip(labels, row))))

@@ -23,16 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from rich.table import Table
 
-from pipeline.audio import SAMPLE_RATE, load_audio, resample
+from pipeline.audio import SAMPLE_RATE, read_audio, resample
 from pipeline.arguments import add_detector_arguments, detector_from_args, expand_inputs
 from pipeline.console import console, print_error
 from pipeline.data.speech_commands import is_word
 from pipeline.data.streams import TruthWord, read_truth, truth_path
 from pipeline.errors import AudioError
-from pipeline.streaming import Classifier, Detection, Settings, Windowing, decide, offline_scores
+from pipeline.decision import Detection, Settings, decide
+from pipeline.streaming import Classifier, offline_scores, windowing_of
 from pipeline.transcribe import transcribe_source
 
 TOLERANCE_MS = 500.0
@@ -94,14 +94,14 @@ def score_stream(
     return StreamStats(len(targets), len(matched & targets), correct, wrong, false_positives, seconds)
 
 
-def vocabulary(module: Classifier) -> set[str]:
+def vocabulary(model: Classifier) -> set[str]:
     """The words a model can emit (its labels less ``_silence_`` and ``_unknown_``)."""
-    return set(filter(is_word, module.labels))
+    return set(filter(is_word, model.labels))
 
 
 def tune(
-    module: Classifier,
-    audio: np.ndarray | torch.Tensor,
+    model: Classifier,
+    audio: np.ndarray,
     truth: list[TruthWord],
     sample_rate: int = SAMPLE_RATE,
     tolerance_s: float = TOLERANCE_MS / 1000,
@@ -119,15 +119,14 @@ def tune(
     threshold, then the longer suppression, the longer smoothing and the longer stride (cheaper). This guards
     against false accepts that a short development stream may not show. The rest follow by objective.
     """
-    rate = module.front_end.config.sample_rate
-    wave = resample(torch.as_tensor(np.asarray(audio, dtype=np.float32)).reshape(-1), sample_rate, rate)
-    seconds, words, labels = wave.numel() / rate, vocabulary(module), list(module.labels)
+    wave = resample(np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, model.sample_rate)
+    seconds, words, labels = len(wave) / model.sample_rate, vocabulary(model), list(model.labels)
     results = []
     for stride in strides_ms:
-        windowing = Windowing.of(module.front_end, stride)
+        windowing = windowing_of(model, stride)
         grid = [Settings(t, stride, s, q) for t, s, q in itertools.product(thresholds, smooth_ms, suppression_ms)]
         tail = max(s.smooth_windows for s in grid) - 1
-        probs = offline_scores(module, wave, stride, tail)
+        probs = offline_scores(model, wave, stride, tail)
         base = len(probs) - tail
         for settings in grid:
             found = decide(probs[: base + settings.smooth_windows - 1], labels, settings, windowing)
@@ -182,14 +181,13 @@ def evaluate_stream_main(argv: list[str]) -> int:
     args = evaluate_stream_parser().parse_args(argv)
     truth = read_truth(args.truth or truth_path(args.stream))
     detector = detector_from_args(args)
-    module, tolerance = detector.module, args.tolerance_ms / 1000
+    model, tolerance = detector.model, args.tolerance_ms / 1000
     if args.tune:
-        ranked = tune(module, load_audio(args.stream, module.front_end.config.sample_rate), truth,
-                      tolerance_s=tolerance)  # fmt: skip
+        ranked = tune(model, read_audio(args.stream, model.sample_rate), truth, model.sample_rate, tolerance)
         console.print(_stats_table(ranked[:TUNE_SHOWN], f"{args.stream}: best detector settings"))
         return 0
     result = transcribe_source(detector, args.stream, args.chunk_samples)
-    stats = score_stream(result.words, truth, vocabulary(module), result.seconds, tolerance)
+    stats = score_stream(result.words, truth, vocabulary(model), result.seconds, tolerance)
     title = f"{args.stream}: {result.seconds / 60:.1f} min, tolerance {args.tolerance_ms:g} ms"
     console.print(_stats_table([(detector.settings, stats)], title))
     if args.noise_only:

@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipeline.audio import SAMPLE_RATE, save_audio
-from pipeline.live import BLOCK_MS, QUEUE_SECONDS, TORCH_THREADS, AudioTap, FileSource, Heard, Session
+from pipeline.live import BLOCK_MS, QUEUE_SECONDS, AudioTap, FileSource, Heard, Session
 from pipeline.data.streams import TruthWord, make_stream
 from pipeline.stream_eval import vocabulary
 from pipeline.model import load_model
@@ -119,7 +118,6 @@ def main() -> int:
                         help=f"largest distance between a detection's and a word's centre (default: {TOLERANCE_MS:g})")
     args = parser.parse_args()
 
-    torch.set_num_threads(TORCH_THREADS)
     module = load_model(args.ckpt)
     words = vocabulary(module)
     audio, truth = make_stream(args.source, args.noise, args.seconds / 60, args.snr_db, seed=args.seed,

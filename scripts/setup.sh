@@ -26,7 +26,7 @@ fi
 echo "setup: installing Python packages into .venv (a few minutes the first time)"
 log=.venv/pip.log
 if ! { .venv/bin/python -m pip install --upgrade pip &&
-       .venv/bin/python -m pip install -c scripts/constraints.txt -e ".[test]"; } >"$log" 2>&1; then
+       .venv/bin/python -m pip install -c scripts/constraints.txt -e ".[train,test]"; } >"$log" 2>&1; then
   tail -n 30 "$log" >&2
   echo "setup: pip failed; the whole log is in $log" >&2
   exit 1

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import one_thread
 from pipeline import bundled
@@ -18,6 +17,7 @@ from pipeline.data import synth
 from pipeline.data.speech_commands import TWELVE_WORDS, make_task
 from pipeline.errors import KWSError
 from pipeline.model import load_model
+from pipeline.onnx_model import OnnxModel
 from pipeline.arguments import detector_from_args
 from pipeline.transcribe import build_parser
 
@@ -44,23 +44,25 @@ def spoken() -> dict[str, np.ndarray]:
     return {w: _centred(a) for w, a in zip(TWELVE_WORDS, synth.speak(VOICE, [(w, 1.0, 0.0) for w in TWELVE_WORDS]))}
 
 
-def test_the_default_bundled_model_is_small_and_knows_the_12_labels() -> None:
+def test_the_default_bundled_model_is_small_and_knows_the_12_labels(spoken: dict[str, np.ndarray]) -> None:
     cards = bundled.bundled_models()
     assert cards and cards[0].default and sum(c.default for c in cards) == 1
     card = cards[0]
     assert card.path.stat().st_size <= 1 << 20
     assert 0.5 < card.accuracy <= 1 and card.folds >= 2 and card.params <= 100_000
-    model = load_model(card.path)
+    model = load_model(card.path, runtime="torch")
     assert model.labels == card.labels == make_task("12").labels
     assert sum(p.numel() for p in model.encoder.parameters()) == card.params
+    exported = OnnxModel(card.export_path)  # what the torch-free runtime runs: the same model
+    assert exported.labels == card.labels and exported.sample_rate == model.sample_rate
+    windows = model.features(np.stack(list(spoken.values())[:4]))
+    np.testing.assert_allclose(exported.logits(windows), model.logits(windows), atol=1e-4)
 
 
 def test_the_bundled_model_recognises_words_of_a_voice_it_never_heard(spoken: dict[str, np.ndarray]) -> None:
-    path, _ = bundled.resolve_model(None)
-    with one_thread():
-        model = load_model(path)
-        with torch.inference_mode():
-            logits = model(torch.from_numpy(np.stack(list(spoken.values()))))
+    _, card = bundled.resolve_model(None)
+    model = OnnxModel(card.export_path)  # the model kws transcribe runs by default
+    logits = model.logits(model.features(np.stack(list(spoken.values()))))
     predicted = [model.labels[i] for i in logits.argmax(1).tolist()]
     assert sum(p == w for p, w in zip(predicted, spoken)) >= MIN_RECOGNISED, predicted
 

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.features import FeatureConfig, FeatureStream, FrontEnd
+from pipeline.features import FeatureConfig, FrontEnd
+from pipeline.model import KWSModel
+from pipeline.models import ModelConfig
+from pipeline.onnx_model import OnnxModel
+from pipeline.streaming import FeatureStream
 
 # float32 STFT here against librosa in float64: the dB values agree to about 1e-4 dB on these signals
 # (measured); 2e-3 dB leaves room for other BLAS/FFT builds while still catching any change of scale,
@@ -41,15 +45,24 @@ def test_matches_librosa(kind: str) -> None:
 
 @pytest.mark.parametrize("chunk", [1, 7, 160, 479, 1234, 16000])
 def test_stream_equals_whole(chunk: int) -> None:
-    fe = FrontEnd()
-    y = torch.from_numpy(_signal(1.7, seed=chunk))
-    whole = fe(y)
-    stream = FeatureStream(fe)
-    parts = [stream.push(y[i : i + chunk]) for i in range(0, y.numel(), chunk)]
-    pieces = torch.cat(parts, dim=-1)
+    model = KWSModel(["_silence_", "yes"], FeatureConfig(), ModelConfig())
+    y = _signal(1.7, seed=chunk)
+    whole = model.features(y)
+    stream = FeatureStream(model)
+    pieces = np.concatenate([stream.push(y[i : i + chunk]) for i in range(0, len(y), chunk)], axis=-1)
     assert pieces.shape == whole.shape
-    torch.testing.assert_close(pieces, whole, atol=1e-3, rtol=1e-5)
-    assert stream.pending.numel() < fe.win_length  # bounded state
+    np.testing.assert_allclose(pieces, whole, atol=1e-3, rtol=1e-5)
+    assert len(stream.pending) < model.win_length  # bounded state
+
+
+@pytest.mark.parametrize("kind", ["mfcc", "logmel"])
+def test_the_exported_front_end_computes_the_same_features(kind: str) -> None:
+    """The ONNX graph's front end (a DFT convolution) equals torch.stft's, window by window and streamed."""
+    model = KWSModel(["_silence_", "yes"], FeatureConfig(kind=kind, n_mels=64, n_mfcc=64), ModelConfig("matchboxnet"))
+    exported = OnnxModel(model.to_onnx())
+    y = np.stack([_signal(1.0, seed=1), _signal(1.0, seed=2)])
+    np.testing.assert_allclose(exported.features(y), model.features(y), atol=2e-3)
+    np.testing.assert_allclose(exported.features(y[0, :1000]), model.features(y[0, :1000]), atol=2e-3)
 
 
 def test_no_per_input_normalisation() -> None:

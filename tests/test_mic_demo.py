@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from rich.console import Console
 from conftest import TONE_DETECTOR, WORDS, one_thread, word_sequence
 
@@ -41,7 +40,7 @@ def stream_file(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """A generated stream of the target tone words over noise (``kws make-stream``), stereo at 44.1 kHz."""
     audio, truth = make_stream(tone_corpus, minutes=0.3, snr_db=20, seed=3, words=WORDS)
     assert len(truth) >= 5
-    wave = resample(torch.from_numpy(audio), SAMPLE_RATE, FILE_RATE).numpy()
+    wave = resample(audio, SAMPLE_RATE, FILE_RATE)
     path = tmp_path_factory.mktemp("live") / "stream.wav"
     sf.write(path, np.stack([wave, 0.5 * wave], axis=1), FILE_RATE, subtype="PCM_16")
     return path

@@ -14,16 +14,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
+from numpy.lib.stride_tricks import sliding_window_view
 from conftest import TONE_DETECTOR, WORDS, one_thread, word_sequence
 
-from pipeline.audio import SAMPLE_RATE, load_audio, load_clip, resample, save_audio
+from pipeline.audio import SAMPLE_RATE, StreamResampler, load_audio, load_clip, resample, save_audio
 from pipeline.cli import main as kws
 from pipeline.data.speech_commands import SILENCE, UNKNOWN
 from pipeline.module import KWSModule
 from pipeline.data.streams import make_stream, read_truth
 from pipeline.stream_eval import TUNE_SHOWN, score_stream, vocabulary
+from pipeline.decision import Settings
 from pipeline.model import KWSModel, load_model
-from pipeline.streaming import Detector, Settings, StreamResampler, offline_detect, offline_scores
+from pipeline.onnx_model import OnnxModel
+from pipeline.streaming import Detector, offline_detect, offline_scores, window_probs
 
 CHUNKS = (1, 160, 1234, 16000, None)  # None: the whole signal in one push
 TONE_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TONE_DETECTOR.items()]  # the same, as flags
@@ -60,29 +64,45 @@ def _single_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def model(trained: Path) -> KWSModel:
-    return load_model(trained)
+def model(trained: Path) -> OnnxModel:
+    return load_model(trained)  # exported to ONNX Runtime in memory: the default runtime
 
 
-def test_load_model_matches_the_lightning_module(trained: Path, model: KWSModel) -> None:
-    module = KWSModule.load_from_checkpoint(trained, map_location="cpu", weights_only=True)
-    audio = torch.from_numpy(word_sequence(["up", "no"], seed=9))
-    np.testing.assert_allclose(offline_scores(model, audio), offline_scores(module, audio), atol=1e-6)
-    assert model.labels == module.labels == [SILENCE, UNKNOWN, *WORDS]
+@pytest.fixture(scope="module")
+def eager(trained: Path) -> KWSModel:
+    return load_model(trained, runtime="torch")
 
 
-def test_onnx_runtime_matches_pytorch(trained: Path, model: KWSModel) -> None:
-    eager = load_model(trained, runtime="torch")
-    assert model.onnx is not None and eager.onnx is None
-    audio = torch.from_numpy(word_sequence(["down", "yes"], seed=3))
-    np.testing.assert_allclose(offline_scores(model, audio), offline_scores(eager, audio), atol=1e-6)
+def test_load_model_matches_the_lightning_module(trained: Path, eager: KWSModel) -> None:
+    module = KWSModule.load_from_checkpoint(trained, map_location="cpu", weights_only=True).eval()
+    windows = sliding_window_view(word_sequence(["up", "no"], seed=9), SAMPLE_RATE)[::3200]
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(np.ascontiguousarray(windows))).numpy()
+    np.testing.assert_allclose(eager.logits(eager.features(windows)), expected, atol=1e-5)
+    assert eager.labels == module.labels == [SILENCE, UNKNOWN, *WORDS]
+
+
+def test_the_onnx_runtime_gives_the_detections_of_pytorch(trained: Path, model: OnnxModel, eager: KWSModel,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    """In memory and through ``kws export``'s file, the ONNX model scores and decides as the checkpoint does."""
+    assert isinstance(model, OnnxModel) and isinstance(eager, KWSModel)
+    assert kws(["export", str(trained), "--out", str(tmp_path / "m.onnx")]) == 0
+    exported = OnnxModel(tmp_path / "m.onnx")
+    audio = word_sequence(["down", "yes", "no", "up"], seed=3)
+    for onnx_model in (model, exported):
+        np.testing.assert_allclose(offline_scores(onnx_model, audio), offline_scores(eager, audio), atol=1e-4)
+        for chunk in (160, 16000):
+            onnx_words, _ = stream_through(Detector(onnx_model, **TONE_DETECTOR), audio, chunk)
+            torch_words, _ = stream_through(Detector(eager, **TONE_DETECTOR), audio, chunk)
+            assert_same(onnx_words, torch_words)
+            assert [d.word for d in onnx_words] == ["down", "yes", "no", "up"]
 
 
 @pytest.mark.parametrize("chunk", CHUNKS)
-def test_chunk_size_does_not_change_scores_or_words(model: KWSModel, chunk: int | None) -> None:
+def test_chunk_size_does_not_change_scores_or_words(model: OnnxModel, chunk: int | None) -> None:
     audio = word_sequence(["yes", "up", "down"], seed=1)[: int(4.55 * SAMPLE_RATE)]  # not a whole number of strides
     settings = Settings(**TONE_DETECTOR)
-    reference = offline_scores(model, torch.from_numpy(audio), settings.stride_ms, settings.smooth_windows - 1)
+    reference = offline_scores(model, audio, settings.stride_ms, settings.smooth_windows - 1)
     found, probs = stream_through(Detector(model, **TONE_DETECTOR), audio, chunk)
     assert probs.shape == reference.shape
     np.testing.assert_allclose(probs, reference, atol=1e-5)
@@ -90,7 +110,7 @@ def test_chunk_size_does_not_change_scores_or_words(model: KWSModel, chunk: int 
     assert_same(found, offline_detect(model, audio, settings=settings))
 
 
-def test_smoothing_and_short_audio(model: KWSModel) -> None:
+def test_smoothing_and_short_audio(model: OnnxModel) -> None:
     audio = word_sequence(["no"], seed=4)[:12000]  # shorter than one window: padded to one
     for smooth_ms in (200.0, 600.0):
         detector = Detector(model, smooth_ms=smooth_ms)
@@ -100,35 +120,37 @@ def test_smoothing_and_short_audio(model: KWSModel) -> None:
         assert_same(found, offline_detect(model, audio, settings=detector.settings))
 
 
-def test_resampler_is_chunk_invariant() -> None:
-    x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, 44100).astype(np.float32))
-    whole = resample(x, 44100, SAMPLE_RATE)
-    for chunk in (1, 441, 1000, 44100):
-        r = StreamResampler(44100, SAMPLE_RATE)
-        out = torch.cat([r.push(x[i : i + chunk]) for i in range(0, len(x), chunk)] + [r.flush()])
-        torch.testing.assert_close(out, whole, atol=1e-5, rtol=0)
+@pytest.mark.parametrize("rates", [(44100, SAMPLE_RATE), (8000, SAMPLE_RATE), (SAMPLE_RATE, 22050)])
+def test_resampler_is_chunk_invariant_and_equals_torchaudio(rates: tuple[int, int]) -> None:
+    x = np.random.default_rng(0).normal(0, 0.1, rates[0]).astype(np.float32)
+    whole = resample(x, *rates)
+    np.testing.assert_allclose(whole, torchaudio.functional.resample(torch.from_numpy(x), *rates).numpy(), atol=1e-5)
+    for chunk in (1, 441, 1000, len(x)):
+        r = StreamResampler(*rates)
+        out = np.concatenate([r.push(x[i : i + chunk]) for i in range(0, len(x), chunk)] + [r.flush()])
+        np.testing.assert_allclose(out, whole, atol=1e-6, rtol=0)
 
 
-def test_other_rates_and_channels_match_the_offline_reference(model: KWSModel) -> None:
-    mono = resample(torch.from_numpy(word_sequence(["no", "yes"], seed=2)), SAMPLE_RATE, 22050).numpy()
+def test_other_rates_and_channels_match_the_offline_reference(model: OnnxModel) -> None:
+    mono = resample(word_sequence(["no", "yes"], seed=2), SAMPLE_RATE, 22050)
     stereo = np.stack([mono, 0.5 * mono], axis=1)
     found, _ = stream_through(Detector(model), stereo, 3000, rate=22050)
     assert [d.word for d in found] == ["no", "yes"]
     assert_same(found, offline_detect(model, stereo.mean(axis=1), 22050))
 
 
-def test_state_stays_bounded(model: KWSModel) -> None:
+def test_state_stays_bounded(model: OnnxModel) -> None:
     detector = Detector(model)
     chunk = np.random.default_rng(0).normal(0, 0.01, 8000).astype(np.float32)
     for _ in range(40):  # 20 s
         detector.push(chunk)
     assert detector._frames.shape[1] < detector.windowing.frames + detector.windowing.stride_frames
-    assert detector._features.pending.numel() < detector.windowing.samples
+    assert len(detector._features.pending) < detector.windowing.samples
     assert detector.seconds == pytest.approx(20.0)
     assert set(detector.scores) == {SILENCE, UNKNOWN, *WORDS}
 
 
-def test_detects_words_at_their_times(model: KWSModel, tone_corpus: Path) -> None:
+def test_detects_words_at_their_times(model: OnnxModel, tone_corpus: Path) -> None:
     audio, truth = make_stream(tone_corpus, minutes=0.5, snr_db=20, seed=3)  # test-split speakers, 1-3 s gaps
     detector, chunk, found = Detector(model, **TONE_DETECTOR), 1600, []
     w = detector.windowing
@@ -156,8 +178,8 @@ def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("audio")
     save_audio(root / "words.wav", word_sequence(["yes", "no", "up"], seed=5))
     save_audio(root / "short.wav", word_sequence(["down"], seed=6)[:5000])
-    sf.write(root / "stereo44k.flac", np.stack([resample(torch.from_numpy(word_sequence(["no"], 7)), SAMPLE_RATE,
-             44100).numpy()] * 2, axis=1), 44100)  # fmt: skip
+    sf.write(root / "stereo44k.flac", np.stack([resample(word_sequence(["no"], 7), SAMPLE_RATE, 44100)] * 2, axis=1),
+             44100)  # fmt: skip
     (root / "notes.txt").write_text("not audio")
     return root
 
@@ -263,7 +285,7 @@ def test_transcribe_bad_checkpoint(make, phrase: str, audio_dir: Path, tmp_path:
 # ---- kws make-stream / evaluate-stream ---------------------------------------------------------------------------
 
 
-def test_make_and_evaluate_stream(trained: Path, model: KWSModel, tone_corpus: Path, tmp_path: Path,
+def test_make_and_evaluate_stream(trained: Path, model: OnnxModel, tone_corpus: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture) -> None:  # fmt: skip
     out = tmp_path / "stream.wav"
     assert kws(["make-stream", "--source", str(tone_corpus), "--out", str(out), "--minutes", "0.4", "--seed", "1"]) == 0
@@ -304,7 +326,7 @@ def test_evaluate_stream_tune_prints_the_best_settings(trained: Path, tone_corpu
 # ---- kws predict -------------------------------------------------------------------------------------------------
 
 
-def test_predict_classifies_clips_as_the_model_does(trained: Path, model: KWSModel, tone_corpus: Path,
+def test_predict_classifies_clips_as_the_model_does(trained: Path, model: OnnxModel, tone_corpus: Path,
                                                     tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # fmt: skip
     test_clips = sorted(str(p) for w in WORDS for p in (tone_corpus / w).glob("spk002_*.wav"))  # held-out speaker
     long = tmp_path / "long.wav"
@@ -318,11 +340,11 @@ def test_predict_classifies_clips_as_the_model_does(trained: Path, model: KWSMod
         rows = list(csv.DictReader(f))
     assert [r["file"] for r in rows] == [*test_clips, str(long)]
     assert list(rows[0])[3:] == model.labels  # one score column per label
-    with torch.inference_mode():
-        expected = model(torch.stack([load_clip(r["file"]) for r in rows])).softmax(-1)
+    clips = np.stack([load_clip(r["file"]).numpy() for r in rows])
+    expected = window_probs(model, model.features(clips))
     for row, probs in zip(rows, expected):
         scores = [float(row[label]) for label in model.labels]
-        assert np.allclose(scores, probs.numpy(), atol=1e-4) and abs(sum(scores) - 1) < 1e-3
+        assert np.allclose(scores, probs, atol=1e-4) and abs(sum(scores) - 1) < 1e-3
         assert row["label"] == model.labels[int(probs.argmax())] and float(row["score"]) == max(scores)
     right = sum(r["label"] == Path(r["file"]).parent.name for r in rows[:-1])
     assert right >= 0.8 * len(test_clips), rows

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from pipeline.audio import CLIP_SECONDS, SAMPLE_RATE, load_audio
+from pipeline.audio import CLIP_SECONDS, SAMPLE_RATE, read_audio
 from pipeline.augment import AugmentConfig, WaveAugment
 from pipeline.console import warn
 from pipeline.data.cache import decode_files
@@ -256,7 +256,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         parts = []
         for path in files:
             try:
-                parts.append(load_audio(path, self.sample_rate).numpy())
+                parts.append(read_audio(path, self.sample_rate))
             except AudioError as err:
                 warn(f"skipped a background-noise file: {err}")
         return np.concatenate(parts).astype(np.float32) if parts else None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import SAMPLE_RATE, load_audio, save_audio
+from pipeline.audio import SAMPLE_RATE, read_audio, save_audio
 from pipeline.console import console
 from pipeline.data.speech_commands import NOISE_DIR, SILENCE, SPLITS, audio_files, scan
 from pipeline.errors import KWSError
@@ -106,7 +106,7 @@ def make_stream(
     noise_files = audio_files(noise_dir)
     if not noise_files:
         raise KWSError(f"no background-noise audio files in {noise_dir}: give a folder of recordings with --noise")
-    noises = [n for n in (load_audio(p).numpy() for p in noise_files) if len(n) > 2 * FADE_SECONDS * SAMPLE_RATE]
+    noises = [n for n in (read_audio(p) for p in noise_files) if len(n) > 2 * FADE_SECONDS * SAMPLE_RATE]
     if not noises:
         raise KWSError(f"the background-noise files in {noise_dir} are all shorter than {2 * FADE_SECONDS:g} s")
     rng = np.random.default_rng(seed)
@@ -118,7 +118,7 @@ def make_stream(
     t = int(rng.uniform(*GAP_SECONDS) * SAMPLE_RATE)
     while True:
         clip = clips[rng.integers(len(clips))]
-        audio = load_audio(clip.path).numpy()
+        audio = read_audio(clip.path)
         a, b = word_extent(audio)
         lo, hi = max(0, a - margin), min(len(audio), b + margin)
         if t - (a - lo) < 0 or t + (hi - a) > length:

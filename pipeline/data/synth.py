@@ -51,7 +51,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, load_audio, resample, save_audio
@@ -216,7 +215,7 @@ def _rng(*key: object) -> np.random.Generator:
 
 def _decode(wav: bytes) -> np.ndarray:
     audio, sr = sf.read(io.BytesIO(wav), dtype="float32")
-    return resample(torch.from_numpy(audio), sr).numpy()
+    return resample(audio, sr)
 
 
 def _espeak(voice: Voice, items: Sequence[tuple[str, float, float]]) -> bytes:
@@ -332,7 +331,6 @@ def _convert(source: Path, path: Path) -> int:
 
 def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool on Ctrl+C
-    torch.set_num_threads(1)
 
 
 def _call(job: Callable[[], int]) -> int:

@@ -1,0 +1,87 @@
+"""An exported model run by ONNX Runtime: the inference path without PyTorch (numpy and onnxruntime only).
+
+``kws export`` (:meth:`pipeline.model.KWSModel.to_onnx`) writes one ONNX file with two paths through its graph:
+``audio`` -> ``features`` (the front end) and ``windows`` -> ``logits`` (the acoustic model), and the labels and
+front-end settings in its metadata. :class:`OnnxModel` runs each path alone, so that the streaming engine
+computes every frame once and each window costs only the acoustic model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import KWSError, first_line
+
+FORMAT = 1  # version of the metadata layout below
+OPSET = 17
+METADATA = ("kws_format", "labels", "features", "sample_rate", "win_length", "hop_length", "n_features",
+            "window_frames")  # fmt: skip
+INPUTS, OUTPUTS = ("audio", "windows"), ("features", "logits")
+
+
+class OnnxModel:
+    """A ``kws export`` model with the streaming engine's interface (:class:`~pipeline.streaming.Classifier`).
+
+    Args:
+        source: The ``.onnx`` file, or its bytes.
+        threads: ONNX Runtime intra-op threads (one is fastest for these small models on a busy CPU).
+        name: How messages name the model (default: the path).
+
+    Raises:
+        KWSError: one sentence: no such file, not an ONNX model, no kws metadata, or a graph of another shape.
+    """
+
+    def __init__(self, source: str | os.PathLike | bytes, threads: int = 1, name: str | None = None) -> None:
+        import onnxruntime as ort
+
+        name = name or ("the model" if isinstance(source, bytes) else str(source))
+        if not isinstance(source, bytes) and not Path(source).is_file():
+            raise KWSError(f"model {name} does not exist")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3  # errors only: ONNX Runtime's warnings are not the user's business
+        try:
+            self.session = ort.InferenceSession(
+                source if isinstance(source, bytes) else str(source), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # ONNX Runtime raises its own types for foreign or broken files
+            raise KWSError(f"{name} is not an ONNX model ({first_line(err)[:160]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        missing = [key for key in METADATA if key not in meta]
+        if missing:
+            raise KWSError(f"{name} is not a kws export: its metadata lacks {', '.join(missing)} (make it with kws export)")
+        try:
+            self.labels: list[str] = list(json.loads(meta["labels"]))
+            self.config: dict = dict(json.loads(meta["features"]))
+            self.sample_rate, self.win_length, self.hop_length, self.n_features, frames = (
+                int(meta[key]) for key in ("sample_rate", "win_length", "hop_length", "n_features", "window_frames")
+            )
+        except (ValueError, TypeError):
+            raise KWSError(f"{name}: its kws metadata cannot be read (make it again with kws export)") from None
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if (tuple(sorted(inputs)), tuple(sorted(outputs))) != (INPUTS, OUTPUTS) or inputs["windows"][1:] != [
+            self.n_features, frames
+        ] or outputs["logits"][1:] != [len(self.labels)]:  # fmt: skip
+            raise KWSError(f"{name} is an ONNX model of another shape: a kws export maps audio to features and "
+                           f"windows of {self.n_features}x{frames} features to {len(self.labels)} logits")  # fmt: skip
+        self._no_audio = np.zeros((1, self.win_length), np.float32)
+        self._no_windows = np.zeros((1, self.n_features, frames), np.float32)
+        self._run = ort.RunOptions()
+        self._run.only_execute_path_to_fetches = True  # each call runs its own half of the graph only
+
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """``(..., samples)`` audio -> ``(..., n_features, frames)`` features of its complete frames."""
+        audio = np.ascontiguousarray(audio, np.float32)
+        flat = audio.reshape(-1, audio.shape[-1])
+        out = self.session.run(["features"], {"audio": flat, "windows": self._no_windows}, self._run)[0]
+        return out.reshape(*audio.shape[:-1], *out.shape[1:])
+
+    def logits(self, windows: np.ndarray) -> np.ndarray:
+        """``(batch, n_features, frames)`` feature windows -> ``(batch, n_classes)`` logits."""
+        feed = {"audio": self._no_audio, "windows": np.ascontiguousarray(windows, np.float32)}
+        return self.session.run(["logits"], feed, self._run)[0]

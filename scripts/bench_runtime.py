@@ -1,0 +1,118 @@
+"""The deployment figures, side by side in one run: the torch-free runtime against the PyTorch path.
+
+* start-up: wall time and peak memory of ``kws transcribe`` on a 1 s file (median of ``--runs`` processes),
+  through the checkpoint with PyTorch (what every run paid before ``kws export``), through the exported file
+  (``--model``), and through the bundled model (no flag);
+* throughput on one thread on ``--seconds`` of audio at the default 400 ms stride: the exported model, the
+  engine as it was before (PyTorch front end, acoustic model in ONNX Runtime) and eager PyTorch;
+* the int8 variant (``kws export --int8``) against float: speed per window and, with ``--check-data``, accuracy.
+
+Usage::
+
+    python scripts/bench_runtime.py [--ckpt pipeline/weights/kws12.ckpt] [--check-data data/synth_gsc12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.audio import save_audio
+from pipeline.bundled import WEIGHTS_DIR
+from pipeline.console import run_script
+from pipeline.export import accuracy, labelled_clips
+from pipeline.model import load_model
+from pipeline.onnx_model import OnnxModel
+from pipeline.streaming import Detector
+
+KWS = str(Path(sys.executable).with_name("kws"))
+
+
+def child(argv: list[str]) -> tuple[float, float]:
+    """Run a command; return its wall time (s) and peak resident memory (MiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"error: {' '.join(argv)} failed: {proc.stderr.read().decode()[-300:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise with bursts, at 16 kHz: the engine's cost does not depend on what is said."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16000)
+    bursts = np.repeat(rng.random(n // 1600 + 1) < 0.4, 1600)[:n]
+    return (rng.normal(0, 0.01, n) + bursts * rng.normal(0, 0.1, n)).astype(np.float32)
+
+
+def throughput(model, audio: np.ndarray, runs: int) -> float:
+    """Median real-time factor of the streaming engine over ``audio`` in 6.4 s chunks."""
+    detector, chunk, factors = Detector(model), 102400, []
+    for _ in range(runs):
+        start = time.perf_counter()
+        for i in range(0, len(audio), chunk):
+            detector.push(audio[i : i + chunk])
+        detector.flush()
+        factors.append(len(audio) / 16000 / (time.perf_counter() - start))
+    return statistics.median(factors)
+
+
+class TorchFrontEndOnnxEncoder:
+    """The engine before the export: features by PyTorch, the acoustic model in ONNX Runtime."""
+
+    def __init__(self, ckpt: str) -> None:
+        self.torch, self.onnx = load_model(ckpt, runtime="torch"), load_model(ckpt)
+        for name in ("labels", "sample_rate", "win_length", "hop_length", "n_features"):
+            setattr(self, name, getattr(self.torch, name))
+        self.features, self.logits = self.torch.features, self.onnx.logits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", default=str(WEIGHTS_DIR / "kws12.ckpt"), help="checkpoint (default: the bundled one)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each measurement; the median is reported")
+    parser.add_argument("--seconds", type=float, default=120.0, help="audio of the throughput runs (default: 120)")
+    parser.add_argument("--check-data", help="Speech Commands-layout folder: int8 and float accuracy on its test split")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        export = Path(tmp) / "model.onnx"
+        subprocess.run([KWS, "export", args.ckpt, "--out", str(export), "--int8"], check=True, capture_output=True)
+        wav = Path(tmp) / "one_second.wav"
+        save_audio(wav, speech_like(1.0))
+        print("| `kws transcribe` on a 1 s file | wall time (median) | peak memory (median) |\n| --- | --- | --- |")
+        for name, extra in (("`--ckpt` (checkpoint, PyTorch)", ["--ckpt", args.ckpt]),
+                            ("`--model` (exported file, no PyTorch)", ["--model", str(export)]),
+                            ("bundled model (no flag, no PyTorch)", [])):  # fmt: skip
+            runs = [child([KWS, "transcribe", str(wav), *extra]) for _ in range(args.runs)]
+            print(f"| {name} | {statistics.median(r[0] for r in runs):.2f} s "
+                  f"| {statistics.median(r[1] for r in runs):.0f} MiB |")  # fmt: skip
+
+        float_model, int8_model = OnnxModel(export), OnnxModel(export.with_suffix(".int8.onnx"))
+        audio = speech_like(args.seconds)
+        print(f"\n| engine, one thread, {args.seconds:g} s, 400 ms stride | real time |\n| --- | --- |")
+        for name, model in (("exported model (ONNX Runtime front end and model)", float_model),
+                            ("before: PyTorch front end, ONNX Runtime model", TorchFrontEndOnnxEncoder(args.ckpt)),
+                            ("eager PyTorch (`--runtime torch`)", load_model(args.ckpt, runtime="torch")),
+                            ("int8 variant", int8_model)):  # fmt: skip
+            print(f"| {name} | {throughput(model, audio, args.runs):.0f}x |")
+        if args.check_data:
+            clips = labelled_clips(float_model, args.check_data)
+            print(f"\naccuracy on the test split of {args.check_data} ({len(clips[1])} clips): "
+                  f"float {accuracy(float_model, *clips):.2%}, int8 {accuracy(int8_model, *clips):.2%}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_script(main)

@@ -1,0 +1,113 @@
+"""The torch-free runtime: ``kws export``, and transcription, prediction and the live path on the exported
+model in a process where PyTorch cannot be imported; bad model files are one sentence."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import TONE_DETECTOR, word_sequence
+
+from pipeline.audio import save_audio
+from pipeline.cli import main as kws
+from pipeline.onnx_model import OnnxModel
+
+TRAINING_STACK = ("torch", "torchaudio", "lightning", "librosa", "torchmetrics", "onnx", "jsonargparse")
+# runs kws in a process whose imports of the training stack fail, and says whether any got imported anyway
+WITHOUT_TORCH = f"""
+import sys
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {TRAINING_STACK!r}:
+            raise ImportError(f"blocked: {{name}}", name=name)
+sys.meta_path.insert(0, Blocked())
+from pipeline.cli import main
+status = main(sys.argv[1:])
+assert not [m for m in sys.modules if m.split(".")[0] in {TRAINING_STACK!r}]
+sys.exit(status)
+"""
+
+
+def kws_without_torch(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def exported(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "tiny.onnx"
+    assert kws(["export", str(trained), "--out", str(out)]) == 0
+    return out
+
+
+def test_export_writes_labels_and_settings_and_refuses_to_overwrite(exported: Path, trained: Path, capsys) -> None:
+    model = OnnxModel(exported)
+    hparams = torch.load(trained, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert model.labels == hparams["labels"] and model.config == hparams["features"]
+    assert (model.sample_rate, model.win_length, model.hop_length) == (16000, 480, 160)
+    capsys.readouterr()
+    assert kws(["export", str(trained), "--out", str(exported)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_the_runtime_transcribes_without_torch(exported: Path, trained: Path, tmp_path: Path) -> None:
+    wav = tmp_path / "words.wav"
+    save_audio(wav, word_sequence(["yes", "no", "up"], seed=5))
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TONE_DETECTOR.items()]
+    light = kws_without_torch("transcribe", str(wav), "--model", str(exported), "--format", "jsonl", *flags)
+    assert light.returncode == 0, light.stderr
+    words = [json.loads(line)["word"] for line in light.stdout.splitlines()]
+    assert words == ["yes", "no", "up"]
+    full = subprocess.run([sys.executable, "-m", "pipeline", "transcribe", str(wav), "--ckpt", str(trained),
+                           "--runtime", "torch", "--format", "jsonl", *flags], capture_output=True, text=True)  # fmt: skip
+    assert [json.loads(line)["word"] for line in full.stdout.splitlines()] == words  # the PyTorch path agrees
+    predicted = kws_without_torch("predict", str(wav), "--model", str(exported))
+    assert predicted.returncode == 0 and "yes" in predicted.stdout, predicted.stderr
+    live = kws_without_torch("live", "--input-file", str(wav), "--model", str(exported), *flags)
+    assert live.returncode == 0 and "3 words" in live.stdout, live.stderr
+
+
+def test_without_torch_the_training_commands_say_what_to_install(trained: Path, tmp_path: Path) -> None:
+    for args in (["fit", "--help"], ["export", str(trained), "--out", "x.onnx"]):
+        proc = kws_without_torch(*args)
+        assert proc.returncode == 2 and "pip install 'kws-pipeline[train]'" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    save_audio(tmp_path / "a.wav", np.zeros(16000, np.float32))
+    proc = kws_without_torch("transcribe", str(tmp_path / "a.wav"), "--ckpt", str(trained))
+    assert proc.returncode == 2 and "needs PyTorch" in proc.stderr and "--model" in proc.stderr, proc.stderr
+
+
+def _plain_onnx(path: Path, metadata: dict[str, str] | None = None) -> Path:
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "other", [x], [y])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "phrase"),
+    [
+        (lambda p: p, "does not exist"),
+        (lambda p: (p.write_text("not a model"), p)[1], "is not an ONNX model"),
+        (lambda p: _plain_onnx(p), "is not a kws export: its metadata lacks"),
+        (lambda p: _plain_onnx(p, {k: "2" for k in ("kws_format", "sample_rate", "win_length", "hop_length",
+                                                    "n_features", "window_frames")} | {"labels": '["a", "b"]',
+                                                                                       "features": "{}"}),
+         "is an ONNX model of another shape"),
+    ],
+)  # fmt: skip
+def test_bad_model_files_are_one_sentence(make, phrase: str, tmp_path: Path) -> None:
+    path = make(tmp_path / "model.onnx")
+    wav = tmp_path / "a.wav"
+    save_audio(wav, np.zeros(16000, np.float32))
+    proc = kws_without_torch("transcribe", str(wav), "--model", str(path))
+    assert proc.returncode == 2 and phrase in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
