@@ -55,13 +55,29 @@ class FeatureConfig:
     log_floor: float = LOG_FLOOR
 
 
-def _windowed_dft(n: int) -> Tensor:
-    """``(2 * bins, 1, n)`` convolution kernels: the real and imaginary parts of the one-sided DFT of an
-    ``n``-sample frame under a periodic Hann window (torch.stft's)."""
-    k = torch.arange(n // 2 + 1, dtype=torch.float64)[:, None]
-    angle = 2 * math.pi * k * torch.arange(n, dtype=torch.float64)[None] / n
-    window = torch.hann_window(n, dtype=torch.float64)
-    return torch.cat([torch.cos(angle), -torch.sin(angle)]).mul(window).float()[:, None]
+def _power_spectrum(frames: Tensor, n: int, n_bins: int) -> Tensor:
+    """``(batch, frames, n)`` frames -> ``(batch, frames, n_bins)`` power of their one-sided DFT under a periodic Hann
+    window (torch.stft's), in ops that ONNX Runtime runs fast: a two-stage (Cooley-Tukey) DFT of
+    ``n = n1 * n2`` points as small matrix products, about a fifth of the arithmetic of the direct DFT."""
+    n2 = max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)
+    n1 = n // n2
+    k2 = -(-n_bins // n1)
+    i1, i2 = torch.arange(n1, dtype=torch.float64), torch.arange(n2, dtype=torch.float64)
+    inner = 2 * math.pi * i1[:, None] * i1[None] / n1  # (k1, i1): DFT of n1 points
+    twiddle = 2 * math.pi * i1[:, None] * i2[None] / n  # (k1, i2)
+    outer = 2 * math.pi * i2[:, None] * torch.arange(k2, dtype=torch.float64)[None] / n2  # (i2, k2)
+    stage1 = torch.cat([torch.cos(inner), -torch.sin(inner)]).float()
+    cos_t, sin_t = torch.cos(twiddle).float(), torch.sin(twiddle).float()
+    stage3 = torch.cat([torch.cat([torch.cos(outer), -torch.sin(outer)], 1),
+                        torch.cat([torch.sin(outer), torch.cos(outer)], 1)]).float()  # fmt: skip
+    window = torch.hann_window(n, dtype=torch.float64).float()
+    x = (frames * window).reshape(frames.size(0), frames.size(1), n1, n2)  # x[..., i1, i2] = frame[n2 * i1 + i2]
+    b = stage1 @ x  # (..., 2 n1, n2): real and imaginary parts
+    re, im = b[..., :n1, :], b[..., n1:, :]
+    re, im = re * cos_t + im * sin_t, im * cos_t - re * sin_t
+    y = torch.cat([re, im], -1) @ stage3  # (..., k1, 2 k2): bin k1 + n1 * k2
+    power = y[..., :k2].square() + y[..., k2:].square()
+    return power.transpose(-1, -2).reshape(power.size(0), power.size(1), -1)[..., :n_bins]
 
 
 class FrontEnd(nn.Module):
@@ -127,15 +143,16 @@ class FrontEnd(nn.Module):
         return torch.matmul(logmel.transpose(-1, -2), self.dct).transpose(-1, -2)
 
     def _exportable_melspec(self, waveform: Tensor) -> Tensor:
-        """The mel power spectrum as ONNX exports it fast: the windowed DFT of every frame as one strided
-        convolution (ONNX Runtime's STFT has no fast path for the 480-point frames), the same values as
-        ``melspec`` to float rounding."""
-        dft = _windowed_dft(self.win_length)
-        n_bins = dft.shape[0] // 2
-        parts = torch.nn.functional.conv1d(waveform.reshape(-1, 1, waveform.shape[-1]), dft, stride=self.hop_length)
-        power = parts[:, :n_bins].square() + parts[:, n_bins:].square()  # (batch, bins, frames)
-        mel = torch.matmul(power.transpose(1, 2), self.melspec.mel_scale.fb).transpose(1, 2)
-        return mel.reshape(*waveform.shape[:-1], *mel.shape[1:])
+        """The mel power spectrum as ONNX exports it fast (ONNX Runtime's STFT has no fast path for 480-point
+        frames): frames cut from blocks of one hop, then :func:`_power_spectrum`; the same values as ``melspec``
+        to float rounding. The audio must hold a whole number of frames, ``(frames - 1) * hop + window``
+        samples (:class:`~pipeline.onnx_model.OnnxModel` cuts it so), and the window a whole number of hops."""
+        hop, blocks_per_frame = self.hop_length, self.win_length // self.hop_length
+        blocks = waveform.reshape(waveform.size(0), -1, hop)  # (batch, frames + blocks_per_frame - 1, hop)
+        last = blocks.size(1) - blocks_per_frame + 1
+        frames = torch.cat([blocks[:, i : last + i] for i in range(blocks_per_frame)], -1)
+        power = _power_spectrum(frames, self.win_length, self.win_length // 2 + 1)  # (batch, frames, bins)
+        return torch.matmul(power, self.melspec.mel_scale.fb).transpose(1, 2)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

@@ -24,11 +24,9 @@ from pipeline.audio import CLIP_SECONDS
 from pipeline.errors import KWSError, first_line
 from pipeline.features import FeatureConfig, FrontEnd
 from pipeline.models import ModelConfig, build_model
-from pipeline.onnx_model import FORMAT, OPSET, OnnxModel
+from pipeline.onnx_model import FORMAT, OPSET, RUNTIMES, OnnxModel
 
 INFERENCE = ("front_end", "encoder")  # the parts of a KWSModule's state dict that inference uses
-RUNTIMES = ("onnx", "torch")  # how load_model runs the model
-RUNTIME = "onnx"
 
 
 class KWSModel(nn.Module):
@@ -79,6 +77,9 @@ class KWSModel(nn.Module):
         the graph, so that a stream's frames are computed once and each window then costs only the encoder
         (:class:`~pipeline.onnx_model.OnnxModel` runs each path alone).
         """
+        if self.win_length % self.hop_length:
+            raise KWSError(f"kws export needs a feature window of whole hops, not {self.win_length} samples at a hop of "
+                           f"{self.hop_length}")  # fmt: skip
         frames = 1 + (round(CLIP_SECONDS * self.sample_rate) - self.win_length) // self.hop_length
         audio, windows = torch.zeros(1, round(CLIP_SECONDS * self.sample_rate)), torch.zeros(1, self.n_features, frames)
         buffer = io.BytesIO()
@@ -131,7 +132,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def load_model(path: str | os.PathLike, runtime: str = RUNTIME) -> KWSModel | OnnxModel:
+def load_model(path: str | os.PathLike, runtime: str = RUNTIMES[0]) -> KWSModel | OnnxModel:
     """Load the inference part of a ``kws fit`` checkpoint (CPU, eval mode, no gradients).
 
     ``runtime``: ``onnx`` (exported in memory and run by ONNX Runtime, the fastest on a CPU) or ``torch``

@@ -21,6 +21,7 @@ OPSET = 17
 METADATA = ("kws_format", "labels", "features", "sample_rate", "win_length", "hop_length", "n_features",
             "window_frames")  # fmt: skip
 INPUTS, OUTPUTS = ("audio", "windows"), ("features", "logits")
+RUNTIMES = ("onnx", "torch")  # how a checkpoint runs: exported to ONNX Runtime in memory (the default), or eager
 
 
 class OnnxModel:
@@ -43,7 +44,7 @@ class OnnxModel:
             raise KWSError(f"model {name} does not exist")
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.log_severity_level = 3  # errors only: ONNX Runtime's warnings are not the user's business
+        options.log_severity_level = 4  # ONNX Runtime's own log stays quiet: its failures come back as errors here
         try:
             self.session = ort.InferenceSession(
                 source if isinstance(source, bytes) else str(source), options, providers=["CPUExecutionProvider"]
@@ -76,8 +77,13 @@ class OnnxModel:
 
     def features(self, audio: np.ndarray) -> np.ndarray:
         """``(..., samples)`` audio -> ``(..., n_features, frames)`` features of its complete frames."""
-        audio = np.ascontiguousarray(audio, np.float32)
-        flat = audio.reshape(-1, audio.shape[-1])
+        audio = np.asarray(audio, np.float32)
+        n = audio.shape[-1]
+        frames = 0 if n < self.win_length else 1 + (n - self.win_length) // self.hop_length
+        if not frames:
+            return np.zeros((*audio.shape[:-1], self.n_features, 0), np.float32)
+        whole = audio[..., : (frames - 1) * self.hop_length + self.win_length]  # the graph takes whole frames
+        flat = np.ascontiguousarray(whole.reshape(-1, whole.shape[-1]))
         out = self.session.run(["features"], {"audio": flat, "windows": self._no_windows}, self._run)[0]
         return out.reshape(*audio.shape[:-1], *out.shape[1:])
 

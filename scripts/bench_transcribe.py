@@ -26,8 +26,10 @@ import soundfile as sf
 import torch
 
 from pipeline.audio import SAMPLE_RATE
-from pipeline.model import RUNTIME, RUNTIMES, load_model
-from pipeline.streaming import STRIDE_MS, Classifier, Detector, Windowing, window_probs
+from pipeline.decision import STRIDE_MS
+from pipeline.model import load_model
+from pipeline.onnx_model import RUNTIMES
+from pipeline.streaming import Classifier, Detector, window_probs, windowing_of
 from pipeline.transcribe import CHUNK_SAMPLES, transcribe_source
 from pipeline.console import run_script
 
@@ -55,14 +57,12 @@ def stream_once(detector: Detector, audio: np.ndarray, chunk: int) -> float:
     return time.perf_counter() - start
 
 
-@torch.inference_mode()
-def naive_once(module: Classifier, audio: np.ndarray, stride_ms: float) -> float:
+def naive_once(model: Classifier, audio: np.ndarray, stride_ms: float) -> float:
     """Seconds for the naive loop: features and model of the whole window, one window per stride."""
-    w = Windowing.of(module.front_end, stride_ms)
-    wave = torch.from_numpy(audio)
+    w = windowing_of(model, stride_ms)
     start = time.perf_counter()
     for s in range(0, len(audio) - w.samples + 1, w.stride):
-        window_probs(module, module.front_end(wave[s : s + w.samples])[None])
+        window_probs(model, model.features(audio[s : s + w.samples])[None])
     return time.perf_counter() - start
 
 
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="audio length of the throughput runs")
     parser.add_argument("--runs", type=int, default=5, help="throughput runs (the median is reported)")
     parser.add_argument("--naive-seconds", type=float, default=20.0, help="audio length of the naive baseline")
-    parser.add_argument("--runtime", choices=RUNTIMES, default=RUNTIME, help="acoustic model runtime")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=RUNTIMES[0], help="acoustic model runtime")
     parser.add_argument("--hour-minutes", type=float, default=60.0, help="length of the memory test file")
     args = parser.parse_args()
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from crossval import FOLDS, SALT  # noqa: E402
 
-from pipeline.audio import CLIP_SAMPLES, load_audio  # noqa: E402
+from pipeline.audio import CLIP_SAMPLES, read_audio  # noqa: E402
 from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold  # noqa: E402
 from pipeline.console import run_script  # noqa: E402
 
@@ -75,12 +75,11 @@ def main() -> None:
                            compute_type="int8", cpu_threads=1)  # fmt: skip
     rows = {"ours": [], "whisper": []}  # (correct, seconds)
     for clip in track(clips, description=f"fold {args.fold}: {len(clips)} clips"):
-        audio = load_audio(clip.path).numpy()[:CLIP_SAMPLES]
+        audio = read_audio(clip.path)[:CLIP_SAMPLES]
         audio = np.pad(audio, (0, CLIP_SAMPLES - len(audio)))
         truth = label_of(clip.word)
         start = time.perf_counter()
-        with torch.inference_mode():
-            predicted = ours.labels[int(ours(torch.from_numpy(audio)[None]).argmax())]
+        predicted = ours.labels[int(ours.logits(ours.features(audio[None])).argmax())]
         rows["ours"].append((predicted == truth, time.perf_counter() - start))
         start = time.perf_counter()
         segments, _ = whisper.transcribe(audio, language="en", beam_size=args.beam_size, vad_filter=False,

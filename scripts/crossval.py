@@ -190,17 +190,17 @@ def stream_figures(ckpt: Path, streams: tuple[Path, Path]) -> dict[str, dict[str
     per hour on the other-words stream (every one a false accept); the engine's other settings at defaults."""
     import torch
 
-    from pipeline.audio import load_audio
+    from pipeline.audio import read_audio
     from pipeline.data.streams import read_truth, truth_path
     from pipeline.stream_eval import tune
     from pipeline.model import load_model
-    from pipeline.streaming import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS
+    from pipeline.decision import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS
 
     torch.set_num_threads(1)
     model = load_model(ckpt)
     figures: dict[str, dict[str, float]] = {f"{t:g}": {} for t in THRESHOLDS}
     for stream, key in zip(streams, ("commands_correct", "false_accepts_per_hour")):
-        rows = tune(model, load_audio(stream), read_truth(truth_path(stream)), strides_ms=(STRIDE_MS,),
+        rows = tune(model, read_audio(stream), read_truth(truth_path(stream)), strides_ms=(STRIDE_MS,),
                     thresholds=THRESHOLDS, smooth_ms=(SMOOTH_MS,), suppression_ms=(SUPPRESSION_MS,))  # fmt: skip
         for settings, stats in rows:
             figures[f"{settings.threshold:g}"][key] = (

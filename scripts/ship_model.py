@@ -59,18 +59,21 @@ def main() -> None:
     if path.stat().st_size > MAX_BYTES:
         sys.exit(f"error: {path} is {path.stat().st_size:,} bytes, over the 1 MiB a bundled model may take")
     torch.set_num_threads(1)
-    model = load_model(path)
+    model = load_model(path, runtime="torch")
+    export = path.with_suffix(".onnx")
+    with atomic_path(export) as tmp:
+        tmp.write_bytes(model.to_onnx())
     accuracy = [r["accuracy"] for r in results.values()]
     at = [r["streams"].get(f"{args.threshold:g}") for r in results.values()]
     if not all(at):
         sys.exit(f"error: the streams of {args.experiment} were not scored at threshold {args.threshold:g}")
     card = ModelCard(
-        name=args.name, file=path.name, about=args.about, labels=model.labels,
+        name=args.name, file=path.name, export=export.name, about=args.about, labels=model.labels,
         params=sum(p.numel() for p in model.encoder.parameters()),
         accuracy=statistics.mean(accuracy), accuracy_spread=statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
         folds=len(accuracy), threshold=args.threshold, commands_found=statistics.mean(a["commands_correct"] for a in at),
         false_accepts_per_hour=statistics.mean(a["false_accepts_per_hour"] for a in at),
-        ms_per_window=latency_ms(model), recipe=args.recipe, default=args.default,
+        ms_per_window=latency_ms(load_model(path)), recipe=args.recipe, default=args.default,
     )  # fmt: skip
     cards = [c for c in bundled_models() if c.name != card.name]
     if card.default:
