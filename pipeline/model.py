@@ -62,12 +62,12 @@ class KWSModel(nn.Module):
     @torch.inference_mode()
     def features(self, audio: np.ndarray) -> np.ndarray:
         """``(..., samples)`` audio -> ``(..., n_features, frames)`` features (numpy in and out)."""
-        return self.front_end(torch.from_numpy(np.ascontiguousarray(audio, np.float32))).numpy()
+        return self.front_end(torch.from_numpy(np.require(audio, np.float32, ["C", "W"]))).numpy()
 
     @torch.inference_mode()
     def logits(self, windows: np.ndarray) -> np.ndarray:
         """``(batch, n_features, frames)`` feature windows -> ``(batch, n_classes)`` logits (numpy)."""
-        return self.encoder(torch.from_numpy(np.ascontiguousarray(windows, np.float32))).numpy()
+        return self.encoder(torch.from_numpy(np.require(windows, np.float32, ["C", "W"]))).numpy()
 
     def to_onnx(self) -> bytes:
         """One ONNX model holding both halves, with the labels and feature settings in its metadata.
