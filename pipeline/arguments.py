@@ -60,8 +60,9 @@ def model_from_args(args: argparse.Namespace) -> tuple[Classifier, float]:
     return OnnxModel(card.export_path, name=card.name), card.threshold
 
 
-def add_detector_arguments(parser: argparse.ArgumentParser, chunks: bool = True) -> None:
-    """The model flags and the detector's; ``chunks``: also ``--chunk-samples``, for tools that read files."""
+def add_detector_arguments(parser: argparse.ArgumentParser, chunks: bool = True, hold_ms: float | None = None) -> None:
+    """The model flags and the detector's; ``chunks``: also ``--chunk-samples``, for tools that read files;
+    ``hold_ms``: the tool's default of ``--hold-ms``."""
     add_model_arguments(parser)
     parser.add_argument("--threshold", type=float, help="smoothed score a word must exceed, 0-1 (default: a bundled "
                         f"model's own, else {THRESHOLD})")  # fmt: skip
@@ -71,6 +72,9 @@ def add_detector_arguments(parser: argparse.ArgumentParser, chunks: bool = True)
                         help=f"span of the moving average of model outputs (default: {SMOOTH_MS:g})")
     parser.add_argument("--suppression-ms", type=float, default=SUPPRESSION_MS,
                         help=f"quiet time after each detected word (default: {SUPPRESSION_MS:g})")
+    default = "when the word's run of windows ends: later, with finer times" if hold_ms is None else f"{hold_ms:g}"
+    parser.add_argument("--hold-ms", type=float, default=hold_ms,
+                        help=f"emit a word at most this long after it is decided, 0 for at once (default: {default})")
     if chunks:
         parser.add_argument("--chunk-samples", type=int, default=CHUNK_SAMPLES,
                             help=f"audio frames read and processed per block (default: {CHUNK_SAMPLES})")
@@ -82,7 +86,7 @@ def detector_from_args(args: argparse.Namespace) -> Detector:
         raise KWSError(f"--chunk-samples must be positive, not {args.chunk_samples}")
     model, threshold = model_from_args(args)
     threshold = threshold if args.threshold is None else args.threshold
-    return Detector(model, threshold, args.stride_ms, args.smooth_ms, args.suppression_ms)
+    return Detector(model, threshold, args.stride_ms, args.smooth_ms, args.suppression_ms, args.hold_ms)
 
 
 def expand_inputs(inputs: list[str], stdin: bool = True) -> tuple[list[str], list[str]]:

@@ -67,6 +67,7 @@ TOP_WORDS = 5  # labels shown with their smoothed scores
 LOG_LINES = 8  # detections kept in the view's log
 BAR_WIDTH = 40  # characters of a full bar
 PORTAUDIO_MISSING = "PortAudio is not installed: run `apt-get install -y libportaudio2`"
+HOLD_MS = 0.0  # emit each word by the window that decides it: median 0.2 s after the word, not 0.8 (README)
 ERROR_STATUS = 2  # exit status of a bad flag, file, device or checkpoint (as ``kws``)
 
 _END = None  # queue item: the source has no more audio
@@ -441,7 +442,7 @@ def build_parser(prog: str = "kws live") -> argparse.ArgumentParser:
                         help="play this audio file through the capture path instead of a microphone")
     parser.add_argument("--realtime", action="store_true",
                         help="with --input-file: deliver the audio at its real pace (default: as fast as possible)")
-    add_detector_arguments(parser, chunks=False)
+    add_detector_arguments(parser, chunks=False, hold_ms=HOLD_MS)
     return parser
 
 

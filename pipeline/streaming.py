@@ -109,6 +109,8 @@ class Detector:
         stride_ms: Step between model windows; a multiple of the feature hop.
         smooth_ms: Span of the moving average of model outputs.
         suppression_ms: Refractory period after an emitted word.
+        hold_ms: Longest wait between deciding a word and emitting it (None: until its run ends; see
+            :mod:`pipeline.decision`).
         max_batch: Most windows per model call.
 
     Example:
@@ -126,13 +128,14 @@ class Detector:
         stride_ms: float = STRIDE_MS,
         smooth_ms: float = SMOOTH_MS,
         suppression_ms: float = SUPPRESSION_MS,
+        hold_ms: float | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
         if not model.labels:
             raise KWSError("the model has no labels")
         self.model = model
         self.labels = list(model.labels)
-        self.settings = Settings(threshold, stride_ms, smooth_ms, suppression_ms)
+        self.settings = Settings(threshold, stride_ms, smooth_ms, suppression_ms, hold_ms)
         self.windowing = windowing_of(model, stride_ms)
         self.max_batch = max_batch
         self.reset()

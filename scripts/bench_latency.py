@@ -114,6 +114,8 @@ def main() -> int:
     parser.add_argument("--snr-db", type=float, default=SNR_DB, help=f"speech-to-noise ratio (default: {SNR_DB:g})")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the stream (default: 0)")
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help=f"detector threshold (default: {THRESHOLD})")
+    parser.add_argument("--hold-ms", type=float, help="emit a word at most this long after it is decided "
+                        "(default: when its run of windows ends)")
     parser.add_argument("--tolerance-ms", type=float, default=TOLERANCE_MS,
                         help=f"largest distance between a detection's and a word's centre (default: {TOLERANCE_MS:g})")
     args = parser.parse_args()
@@ -122,7 +124,7 @@ def main() -> int:
     words = vocabulary(module)
     audio, truth = make_stream(args.source, args.noise, args.seconds / 60, args.snr_db, seed=args.seed,
                                words=sorted(words), split=args.split)  # fmt: skip
-    detector = Detector(module, threshold=args.threshold)
+    detector = Detector(module, threshold=args.threshold, hold_ms=args.hold_ms)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stream.wav"
         save_audio(path, audio)

@@ -103,7 +103,7 @@ def main() -> None:
     short = audio[: int(args.naive_seconds * SAMPLE_RATE)]
     naive_x = args.naive_seconds / statistics.median(naive_once(module, short, args.stride_ms) for _ in range(3))
     w = detector.windowing
-    print(f"checkpoint {args.ckpt}: {sum(p.numel() for p in module.parameters())} parameters, "
+    print(f"checkpoint {args.ckpt} ({args.runtime}), "
           f"stride {args.stride_ms:g} ms ({SAMPLE_RATE / w.stride:g} windows per second), chunk {args.chunk_samples}")
     print(f"streaming engine : {engine_x:7.1f} x real time (median of {args.runs} x {args.seconds:g} s, 1 thread)")
     print(f"naive baseline   : {naive_x:7.1f} x real time (features + model of each window alone)")

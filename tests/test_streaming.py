@@ -110,6 +110,27 @@ def test_chunk_size_does_not_change_scores_or_words(model: OnnxModel, chunk: int
     assert_same(found, offline_detect(model, audio, settings=settings))
 
 
+@pytest.mark.parametrize("chunk", (160, 16000))
+def test_deciding_early_emits_sooner(model: OnnxModel, tone_corpus: Path, chunk: int) -> None:
+    """``hold_ms=0`` emits each word by the window that decided it: sooner than waiting for the end of its run,
+    the same words on this stream, and still what the offline reference decides."""
+    audio, truth = make_stream(tone_corpus, minutes=0.5, snr_db=20, seed=3, words=WORDS)
+    delays: dict[float | None, list[float]] = {}
+    words: dict[float | None, list[str]] = {}
+    for hold in (None, 0.0):
+        detector, found, delays[hold] = Detector(model, **TONE_DETECTOR, hold_ms=hold), [], []
+        for i in range(0, len(audio), chunk):
+            for d in detector.push(audio[i : i + chunk]):
+                found.append(d)
+                word_end = min((w.end for w in truth if w.end >= d.start), default=d.end)
+                delays[hold].append(detector.seconds - word_end)
+        found += detector.flush()
+        words[hold] = [d.word for d in found]
+        assert_same(found, offline_detect(model, audio, settings=Settings(**TONE_DETECTOR, hold_ms=hold)))
+    assert words[0.0] == words[None] and len(words[None]) >= 5
+    assert np.median(delays[0.0]) < np.median(delays[None]) - 0.15  # at least a stride sooner
+
+
 def test_smoothing_and_short_audio(model: OnnxModel) -> None:
     audio = word_sequence(["no"], seed=4)[:12000]  # shorter than one window: padded to one
     for smooth_ms in (200.0, 600.0):
