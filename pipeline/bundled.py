@@ -131,7 +131,8 @@ def main(argv: list[str]) -> int:
     console.print(table)
     console.print("* the default. accuracy: 1 s clips, mean ± sd over the folds. found (share of command words) and "
                   "FA/h (false accepts per hour): the streaming engine at the model's threshold, on streams of "
-                  "commands and of other words. ms/window: one 1 s window on one CPU thread.", highlight=False)  # fmt: skip
+                  "commands and of other words. ms/window: one 1 s window on one CPU thread.",
+                  highlight=False)  # fmt: skip
     for card in cards:
         console.print(f"\n{card.name}: {card.about}\n  labels: {', '.join(card.labels)}\n  reproduce: {card.recipe}",
                       markup=False, highlight=False, soft_wrap=True)  # fmt: skip

@@ -15,7 +15,7 @@ from pipeline.errors import KWSError
 TOOLS: dict[str, tuple[str, str]] = {
     "synth": ("pipeline.data.synth:main", "render words with TTS voices into a Speech Commands-layout corpus"),
     "export": ("pipeline.export:main", "write a checkpoint as one ONNX file for the torch-free runtime (--int8 too)"),
-    "predict": ("pipeline.predict:main", "classify one-second clips: each file's label and every label's score (CSV/JSON)"),
+    "predict": ("pipeline.predict:main", "classify one-second clips: each file's label and all labels' scores"),
     "transcribe": ("pipeline.transcribe:main", "find command words, with times, in audio files of any length"),
     "make-stream": (
         "pipeline.data.streams:main",

@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("ckpt", metavar="CKPT", help="checkpoint written by kws fit, or the name of a bundled model")
     parser.add_argument("--out", required=True, help="the .onnx file to write (atomically)")
     parser.add_argument("--int8", action="store_true",
-                        help="also write an int8-quantized variant beside it (OUT with .int8.onnx) and print its changes")
+                        help="also write an int8-quantized variant beside it (OUT with .int8.onnx) and print what "
+                        "it changes")
     parser.add_argument("--check-data", metavar="FOLDER",
                         help="Speech Commands-layout folder: print the accuracy of the checkpoint, the export and "
                         "the int8 variant on its test split (speakers the model must never have trained on)")
@@ -178,7 +179,8 @@ def main(argv: list[str]) -> int:
         int8 = OnnxModel(small, name=str(int8_out))
         with atomic_path(int8_out) as tmp:
             tmp.write_bytes(small)
-        windows = np.stack([exported.features(x[: round(CLIP_SECONDS * exported.sample_rate)]) for x in signals.values()])
+        window = round(CLIP_SECONDS * exported.sample_rate)
+        windows = np.stack([exported.features(x[:window]) for x in signals.values()])
         windows = np.repeat(windows, TIMING_WINDOWS // len(windows), axis=0)
         speed = f"{ms_per_window(exported, windows):.3f} -> {ms_per_window(int8, windows):.3f} ms per window"
         console.print(f"wrote {int8_out} ({len(small) / 1024:.0f} KiB): window scores differ from float by up to "

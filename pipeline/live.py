@@ -1,4 +1,5 @@
-"""Live keyword spotting from a microphone (``kws live``, alias ``scripts/mic_demo.py``) on the streaming engine of ``kws transcribe``.
+"""Live keyword spotting from a microphone (``kws live``, alias ``scripts/mic_demo.py``) on the streaming engine
+of ``kws transcribe``.
 
 **Audio path.** PortAudio (through sounddevice) calls :meth:`AudioTap.callback` from its own thread with
 each block of ``BLOCK_MS`` at the device's native rate. The callback only copies the block, with the time it

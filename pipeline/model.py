@@ -78,8 +78,8 @@ class KWSModel(nn.Module):
         (:class:`~pipeline.onnx_model.OnnxModel` runs each path alone).
         """
         if self.win_length % self.hop_length:
-            raise KWSError(f"kws export needs a feature window of whole hops, not {self.win_length} samples at a hop of "
-                           f"{self.hop_length}")  # fmt: skip
+            raise KWSError(f"kws export needs a feature window of whole hops, not {self.win_length} samples at a "
+                           f"hop of {self.hop_length}")  # fmt: skip
         frames = 1 + (round(CLIP_SECONDS * self.sample_rate) - self.win_length) // self.hop_length
         audio, windows = torch.zeros(1, round(CLIP_SECONDS * self.sample_rate)), torch.zeros(1, self.n_features, frames)
         buffer = io.BytesIO()
@@ -94,7 +94,8 @@ class KWSModel(nn.Module):
         import onnx
 
         graph = onnx.load_from_string(buffer.getvalue())
-        meta = {"kws_format": FORMAT, "labels": json.dumps(self.labels), "features": json.dumps(asdict(self.front_end.config)),
+        meta = {"kws_format": FORMAT, "labels": json.dumps(self.labels),
+                "features": json.dumps(asdict(self.front_end.config)),
                 "sample_rate": self.sample_rate, "win_length": self.win_length, "hop_length": self.hop_length,
                 "n_features": self.n_features, "window_frames": frames}  # fmt: skip
         for key, value in meta.items():

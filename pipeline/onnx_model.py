@@ -54,7 +54,8 @@ class OnnxModel:
         meta = self.session.get_modelmeta().custom_metadata_map
         missing = [key for key in METADATA if key not in meta]
         if missing:
-            raise KWSError(f"{name} is not a kws export: its metadata lacks {', '.join(missing)} (make it with kws export)")
+            raise KWSError(f"{name} is not a kws export: its metadata lacks {', '.join(missing)} "
+                           "(make it with kws export)")  # fmt: skip
         try:
             self.labels: list[str] = list(json.loads(meta["labels"]))
             self.config: dict = dict(json.loads(meta["features"]))

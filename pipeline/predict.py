@@ -60,7 +60,9 @@ def _batches(model: Classifier, sources: list[str], errors: list[str]) -> Iterat
             yield names, np.stack(clips), long
 
 
-def predict(model: Classifier, sources: list[str], errors: list[str], progress: Progress | None = None) -> list[Prediction]:
+def predict(
+    model: Classifier, sources: list[str], errors: list[str], progress: Progress | None = None
+) -> list[Prediction]:
     """Classify every source; unreadable ones are reported and appended to ``errors``."""
     labels, out, long = list(model.labels), [], 0
     task = progress.add_task("classifying", total=len(sources)) if progress else None

@@ -1,6 +1,7 @@
 """Scoring streaming detections against a stream's truth: ``kws evaluate-stream``.
 
-Streams and their truth come from ``kws make-stream`` (:mod:`pipeline.data.streams`). ``evaluate-stream`` scores the streaming detector against the truth with the statistics of TensorFlow's
+Streams and their truth come from ``kws make-stream`` (:mod:`pipeline.data.streams`). ``evaluate-stream``
+scores the streaming detector against the truth with the statistics of TensorFlow's
 ``test_streaming_accuracy``: every detection, in time order, is matched to the earliest truth word whose
 time lies within ``--tolerance-ms`` of it; it is *correct* when that word has the same label and was not
 matched before, *wrong* otherwise, and a *false positive* when no truth word is that close. *Matched* counts

@@ -179,8 +179,8 @@ class Detector:
         """End the stream: pad it (see the module docstring), return the last words, and reset."""
         out = self._consume(self._resampler.flush()) if self._resampler else []
         if self._samples:
-            tail = self.settings.smooth_windows - 1
-            out += self._consume(np.zeros(self.windowing.padded_length(self._samples, tail) - self._samples, np.float32))
+            padded = self.windowing.padded_length(self._samples, self.settings.smooth_windows - 1)
+            out += self._consume(np.zeros(padded - self._samples, np.float32))
         out += self._decider.finish()
         self.reset()
         return out
@@ -206,7 +206,6 @@ class Detector:
         self._frames = self._frames[:, keep - self._frame0 :].copy()
         self._frame0 = keep
         return out
-
 
 
 def offline_scores(
