@@ -53,6 +53,11 @@ def test_voice_ids_and_split_rule():
     assert synth.Voice(synth.ESPEAK, "en-gb-x-rp").split == "train"
     assert synth.resolve_words("gsc-v2-12") == synth.resolve_words("gsc-v2-35") == WORDS_V2
     assert synth.resolve_words(" Yes,no ,yes") == ("yes", "no")
+    # presets combine with each other and with words; the other-words list stays clear of the dataset's words
+    other = synth.resolve_words("other-words")
+    assert synth.resolve_words("gsc-v2-12,other-words,zebra") == WORDS_V2 + other and "zebra" in other
+    assert len(other) >= 250 and not set(other) & set(WORDS_V2)
+    assert all(synth.WORD_RE.fullmatch(w) for w in other)
 
 
 def test_default_voices_take_every_accent_flite_voice_and_variant_once():

@@ -181,7 +181,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         stores, splits = [], {s: _Split([], []) for s in SPLITS}
         if self.noise_dir and not self.noise_dir.is_dir():
             raise DataError(f"data.noise_dir {self.noise_dir} is not a folder")
-        noise_files = audio_files(self.noise_dir) if self.noise_dir else []
+        noise_files: list[Path] = []
         for index, root in enumerate(self.roots):
             corpus = scan(root)
             store = decode_files([c.path for c in corpus.clips], self.cache_dir, self.sample_rate, self.clip_samples,
@@ -192,7 +192,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             stores.append(store.audio)
             noise_files += corpus.noise_files
             self._assign(index, corpus, store.errors, splits)
-        noise = self._load_noise(noise_files)
+        noise = self._load_noise(noise_files + (audio_files(self.noise_dir) if self.noise_dir else []))
         self.datasets = {
             name: KWSDataset(stores, np.array(s.items, dtype=np.int64).reshape(-1, 2), np.array(s.labels), noise, seed,
                              self.clip_samples)  # fmt: skip

@@ -61,7 +61,12 @@ from pipeline.files import write_text
 
 ESPEAK, FLITE = "espeak-ng", "flite"
 INSTALL = "apt-get install -y espeak-ng flite"
-PRESETS = {"gsc-v2-12": WORDS_V2, "gsc-v2-35": WORDS_V2}  # 12 classes need the other 25 words as _unknown_
+OTHER_WORDS_FILE = Path(__file__).with_name("other_words.txt")  # the other-words preset: see the file's header
+PRESETS = {
+    "gsc-v2-12": WORDS_V2,  # 12 classes need the other 25 words as _unknown_
+    "gsc-v2-35": WORDS_V2,
+    "other-words": tuple(w for w in OTHER_WORDS_FILE.read_text().splitlines() if w and not w.startswith("#")),
+}
 WORD_RE = re.compile(r"[a-z][a-z' -]*")  # what both engines speak as a word
 MARKER = ".kws_synth.json"
 
@@ -190,14 +195,15 @@ def select_voices(patterns: Sequence[str] | None = None) -> list[Voice]:
 
 
 def resolve_words(words: str | Sequence[str]) -> tuple[str, ...]:
-    """A preset name, a comma list or a list of words, as distinct lower-case words.
+    """A comma list (or a list) of words and preset names, as distinct lower-case words.
 
     Raises:
         DataError: the list is empty, or a word has characters other than letters, ``'``, ``-``, space.
     """
     if isinstance(words, str):
-        words = PRESETS.get(words) or words.split(",")
-    resolved = tuple(dict.fromkeys(w.strip().lower() for w in words if w.strip()))
+        words = words.split(",")
+    expanded = [w for item in words for w in PRESETS.get(item.strip(), (item,))]
+    resolved = tuple(dict.fromkeys(w.strip().lower() for w in expanded if w.strip()))
     if not resolved:
         raise DataError(f"the word list is empty: give comma-separated words or a preset ({', '.join(PRESETS)})")
     for word in resolved:
@@ -439,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Render words with espeak-ng and flite voices into a Speech Commands-layout corpus.",
     )
     add = parser.add_argument
-    add("--words", help=f"comma-separated words, or a preset: {', '.join(PRESETS)} (both render all 35 words)")
+    add("--words", help=f"comma-separated words and presets: {', '.join(PRESETS)} (the gsc presets both render all "
+        f"35 words; other-words: {len(PRESETS['other-words'])} other English words for _unknown_)")
     add("--out", type=Path, help="output folder: new, empty, or an unfinished corpus to complete")
     add("--clips-per-voice", type=int, default=DEFAULT_CLIPS_PER_VOICE, help="clips per word and voice (default: 1)")
     add("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
