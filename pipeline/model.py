@@ -75,7 +75,7 @@ class KWSModel(nn.Module):
         Inputs ``audio`` ``(batch, samples)`` and ``windows`` ``(batch, n_features, frames)``; outputs
         ``features`` (of ``audio``) and ``logits`` (of ``windows``). The two halves are separate paths through
         the graph, so that a stream's frames are computed once and each window then costs only the encoder
-        (:class:`~pipeline.onnx_model.OnnxModel` runs each path alone).
+        (:class:`~pipeline.onnx_model.OnnxModel` asks for one path at a time).
         """
         if self.win_length % self.hop_length:
             raise KWSError(f"kws export needs a feature window of whole hops, not {self.win_length} samples at a "

@@ -2,8 +2,9 @@
 
 ``kws export`` (:meth:`pipeline.model.KWSModel.to_onnx`) writes one ONNX file with two paths through its graph:
 ``audio`` -> ``features`` (the front end) and ``windows`` -> ``logits`` (the acoustic model), and the labels and
-front-end settings in its metadata. :class:`OnnxModel` runs each path alone, so that the streaming engine
-computes every frame once and each window costs only the acoustic model.
+front-end settings in its metadata. :class:`OnnxModel` asks for one path at a time (feeding the other an
+empty input), so that the streaming engine computes every frame once and each window costs only the
+acoustic model.
 """
 
 from __future__ import annotations
@@ -71,10 +72,9 @@ class OnnxModel:
         ] or outputs["logits"][1:] != [len(self.labels)]:  # fmt: skip
             raise KWSError(f"{name} is an ONNX model of another shape: a kws export maps audio to features and "
                            f"windows of {self.n_features}x{frames} features to {len(self.labels)} logits")  # fmt: skip
-        self._no_audio = np.zeros((1, self.win_length), np.float32)
-        self._no_windows = np.zeros((1, self.n_features, frames), np.float32)
-        self._run = ort.RunOptions()
-        self._run.only_execute_path_to_fetches = True  # each call runs its own half of the graph only
+        # ONNX Runtime runs the whole graph on every call: the half not asked for gets the least input it takes
+        self._no_audio = np.zeros((1, self.win_length), np.float32)  # one frame
+        self._no_windows = np.zeros((0, self.n_features, frames), np.float32)  # no window
 
     def features(self, audio: np.ndarray) -> np.ndarray:
         """``(..., samples)`` audio -> ``(..., n_features, frames)`` features of its complete frames."""
@@ -85,10 +85,10 @@ class OnnxModel:
             return np.zeros((*audio.shape[:-1], self.n_features, 0), np.float32)
         whole = audio[..., : (frames - 1) * self.hop_length + self.win_length]  # the graph takes whole frames
         flat = np.ascontiguousarray(whole.reshape(-1, whole.shape[-1]))
-        out = self.session.run(["features"], {"audio": flat, "windows": self._no_windows}, self._run)[0]
+        out = self.session.run(["features"], {"audio": flat, "windows": self._no_windows})[0]
         return out.reshape(*audio.shape[:-1], *out.shape[1:])
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
         """``(batch, n_features, frames)`` feature windows -> ``(batch, n_classes)`` logits."""
         feed = {"audio": self._no_audio, "windows": np.ascontiguousarray(windows, np.float32)}
-        return self.session.run(["logits"], feed, self._run)[0]
+        return self.session.run(["logits"], feed)[0]
