@@ -11,13 +11,12 @@ from pipeline.audio import AUDIO_SUFFIXES
 from pipeline.bundled import resolve_model
 from pipeline.console import err_console
 from pipeline.decision import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, THRESHOLD
-from pipeline.errors import KWSError
+from pipeline.errors import TRAINING_STACK, KWSError
 from pipeline.onnx_model import RUNTIMES, OnnxModel
 from pipeline.streaming import Classifier, Detector
 
 STDIN = "-"
 CHUNK_SAMPLES = 102400  # frames read per block: 6.4 s at 16 kHz, one full model batch (32 strides) per block
-TRAINING_STACK = "pip install 'kws-pipeline[train]'"  # what a checkpoint needs beyond the runtime
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

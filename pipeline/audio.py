@@ -2,7 +2,7 @@
 
 Decoding is done with soundfile (libsndfile); resampling with torchaudio's band-limited sinc kernel, here in
 numpy (:class:`StreamResampler`), so that the inference path needs no PyTorch. Only :func:`load_audio`,
-:func:`fit_length` and :func:`load_clip`, which hand tensors to training, import torch.
+:func:`load_clip`, which hand tensors to training, import torch.
 """
 
 from __future__ import annotations
@@ -23,10 +23,20 @@ if TYPE_CHECKING:
 
 SAMPLE_RATE = 16000  # Hz, the rate of Speech Commands and of every model here
 CLIP_SECONDS = 1.0
-CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)
+CLIP_SAMPLES = round(SAMPLE_RATE * CLIP_SECONDS)
 AUDIO_SUFFIXES = tuple("." + fmt.lower() for fmt in sf.available_formats())
 LOWPASS_WIDTH = 6  # zero crossings of the sinc on each side (torchaudio's default)
 ROLLOFF = 0.99  # cut-off as a share of the lower Nyquist frequency (torchaudio's default)
+
+
+def clip_samples(sample_rate: int) -> int:
+    """Samples in one clip (one model window) at ``sample_rate``."""
+    return round(sample_rate * CLIP_SECONDS)
+
+
+def frame_count(n_samples: int, win_length: int, hop_length: int) -> int:
+    """Number of complete frames of ``win_length`` samples, ``hop_length`` apart, in ``n_samples`` samples."""
+    return 0 if n_samples < win_length else 1 + (n_samples - win_length) // hop_length
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
@@ -147,19 +157,16 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch
     return torch.from_numpy(read_audio(path, sample_rate))
 
 
-def fit_length(audio: torch.Tensor, length: int = CLIP_SAMPLES) -> torch.Tensor:
+def fit_length(audio: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
     """Zero-pad at the end or crop the end so the last axis has ``length`` samples."""
-    import torch
-
-    n = audio.shape[-1]
-    if n >= length:
-        return audio[..., :length]
-    return torch.nn.functional.pad(audio, (0, length - n))
+    return np.pad(audio[..., :length], [(0, 0)] * (audio.ndim - 1) + [(0, max(0, length - audio.shape[-1]))])
 
 
 def load_clip(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES) -> torch.Tensor:
-    """Read a file as a fixed-length mono clip (padded or cropped to ``length``)."""
-    return fit_length(load_audio(path, sample_rate), length)
+    """Read a file as a fixed-length mono clip (padded or cropped to ``length``), as a tensor."""
+    import torch
+
+    return torch.from_numpy(fit_length(read_audio(path, sample_rate), length))
 
 
 def save_audio(path: str | os.PathLike, audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> None:

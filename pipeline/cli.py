@@ -9,7 +9,7 @@ import sys
 from types import ModuleType
 
 from pipeline.console import console, err_console, print_error
-from pipeline.errors import KWSError
+from pipeline.errors import TRAINING_STACK, KWSError
 
 # sub-command -> ("module:function" taking the remaining argv and returning the exit status, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
@@ -47,7 +47,7 @@ def _import(module: str, command: str) -> ModuleType:
         if (err.name or "pipeline").split(".")[0] == "pipeline":
             raise
         raise KWSError(f"kws {command} needs the training packages, which are not installed ({err.name} is missing): "
-                       "pip install 'kws-pipeline[train]'") from None  # fmt: skip
+                       f"{TRAINING_STACK}") from None  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.audio import CLIP_SECONDS
+from pipeline.audio import CLIP_SECONDS, clip_samples, frame_count
 from pipeline.data.speech_commands import is_word
 from pipeline.errors import KWSError
 
@@ -121,14 +121,13 @@ class Windowing:
         ``stride_ms``; the stride must be a whole number of hops."""
         hop_ms = 1000 * hop_length / sample_rate
         steps = stride_ms / hop_ms
-        samples = round(sample_rate * CLIP_SECONDS)
+        samples = clip_samples(sample_rate)
         if stride_ms <= 0 or abs(steps - round(steps)) > 1e-6 or round(steps) * hop_length > samples:
             raise KWSError(
                 f"the stride must be a positive multiple of the {hop_ms:g} ms feature hop, at most one window "
                 f"({1000 * CLIP_SECONDS:g} ms), not {stride_ms:g} ms"
             )
-        frames = 1 + (samples - win_length) // hop_length
-        return cls(sample_rate, samples, frames, hop_length, round(steps))
+        return cls(sample_rate, samples, frame_count(samples, win_length, hop_length), hop_length, round(steps))
 
     @property
     def stride(self) -> int:

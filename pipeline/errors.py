@@ -13,6 +13,9 @@ class DataError(KWSError):
     """A dataset problem explained in one sentence."""
 
 
+TRAINING_STACK = "pip install 'kws-pipeline[train]'"  # what training, export and .ckpt files need beyond the runtime
+
+
 def first_line(err: Exception) -> str:
     """The first line of an exception's message (or its type name): short enough for a one-line error."""
     text = str(err).strip().splitlines()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.audio import CLIP_SECONDS, read_audio
+from pipeline.audio import clip_samples, fit_length, read_audio
 from pipeline.bundled import resolve_model
 from pipeline.console import console
 from pipeline.data.speech_commands import SILENCE, UNKNOWN, scan
@@ -70,7 +70,7 @@ def labelled_clips(model: Classifier, root: str | Path) -> tuple[np.ndarray, np.
     other word ``_unknown_`` (when the model has it), ``_silence_`` clips ``_silence_``; other clips and
     unreadable files are left out."""
     index = {label: i for i, label in enumerate(model.labels)}
-    window = round(CLIP_SECONDS * model.sample_rate)
+    window = clip_samples(model.sample_rate)
     clips, targets = [], []
     corpus = scan(root)
     for clip in corpus.clips:
@@ -83,7 +83,7 @@ def labelled_clips(model: Classifier, root: str | Path) -> tuple[np.ndarray, np.
             audio = read_audio(clip.path, model.sample_rate)
         except AudioError:
             continue
-        clips.append(np.pad(audio[:window], (0, max(0, window - len(audio)))))
+        clips.append(fit_length(audio, window))
         targets.append(index[label])
     if not clips:
         raise KWSError(f"{root} holds no readable test clips of the model's labels")
@@ -179,7 +179,7 @@ def main(argv: list[str]) -> int:
         int8 = OnnxModel(small, name=str(int8_out))
         with atomic_path(int8_out) as tmp:
             tmp.write_bytes(small)
-        window = round(CLIP_SECONDS * exported.sample_rate)
+        window = clip_samples(exported.sample_rate)
         windows = np.stack([exported.features(x[:window]) for x in signals.values()])
         windows = np.repeat(windows, TIMING_WINDOWS // len(windows), axis=0)
         speed = f"{ms_per_window(exported, windows):.3f} -> {ms_per_window(int8, windows):.3f} ms per window"

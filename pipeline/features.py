@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from pipeline.errors import KWSError
 
-from pipeline.audio import SAMPLE_RATE
+from pipeline.audio import SAMPLE_RATE, frame_count
 
 WINDOW_MS = 30.0
 HOP_MS = 10.0
@@ -129,7 +129,7 @@ class FrontEnd(nn.Module):
 
     def num_frames(self, n_samples: int) -> int:
         """Number of complete frames in ``n_samples`` samples."""
-        return 0 if n_samples < self.win_length else 1 + (n_samples - self.win_length) // self.hop_length
+        return frame_count(n_samples, self.win_length, self.hop_length)
 
     def forward(self, waveform: Tensor) -> Tensor:
         """Map ``(..., time)`` audio to ``(..., n_features, frames)`` features in dB-scaled units."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipeline.audio import CLIP_SECONDS
+from pipeline.audio import clip_samples
 from pipeline.errors import KWSError, first_line
 from pipeline.features import FeatureConfig, FrontEnd
 from pipeline.models import ModelConfig, build_model
@@ -80,8 +80,9 @@ class KWSModel(nn.Module):
         if self.win_length % self.hop_length:
             raise KWSError(f"kws export needs a feature window of whole hops, not {self.win_length} samples at a "
                            f"hop of {self.hop_length}")  # fmt: skip
-        frames = 1 + (round(CLIP_SECONDS * self.sample_rate) - self.win_length) // self.hop_length
-        audio, windows = torch.zeros(1, round(CLIP_SECONDS * self.sample_rate)), torch.zeros(1, self.n_features, frames)
+        samples = clip_samples(self.sample_rate)
+        frames = self.front_end.num_frames(samples)
+        audio, windows = torch.zeros(1, samples), torch.zeros(1, self.n_features, frames)
         buffer = io.BytesIO()
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.audio import frame_count
 from pipeline.errors import KWSError, first_line
 
 FORMAT = 1  # version of the metadata layout below
@@ -80,7 +81,7 @@ class OnnxModel:
         """``(..., samples)`` audio -> ``(..., n_features, frames)`` features of its complete frames."""
         audio = np.asarray(audio, np.float32)
         n = audio.shape[-1]
-        frames = 0 if n < self.win_length else 1 + (n - self.win_length) // self.hop_length
+        frames = frame_count(n, self.win_length, self.hop_length)
         if not frames:
             return np.zeros((*audio.shape[:-1], self.n_features, 0), np.float32)
         whole = audio[..., : (frames - 1) * self.hop_length + self.win_length]  # the graph takes whole frames

@@ -20,7 +20,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from pipeline.arguments import add_model_arguments, expand_inputs, model_from_args
-from pipeline.audio import CLIP_SECONDS, read_audio
+from pipeline.audio import CLIP_SECONDS, clip_samples, fit_length, read_audio
 from pipeline.console import err_console, print_error, warn
 from pipeline.errors import AudioError
 from pipeline.files import write_text
@@ -43,7 +43,7 @@ class Prediction:
 
 def _batches(model: Classifier, sources: list[str], errors: list[str]) -> Iterator[tuple[list[str], np.ndarray, int]]:
     """``(files, clips, files longer than a window)`` in batches of ``BATCH``; unreadable files go to ``errors``."""
-    window = round(CLIP_SECONDS * model.sample_rate)
+    window = clip_samples(model.sample_rate)
     for begin in range(0, len(sources), BATCH):
         names, clips, long = [], [], 0
         for source in sources[begin : begin + BATCH]:
@@ -55,7 +55,7 @@ def _batches(model: Classifier, sources: list[str], errors: list[str]) -> Iterat
                 continue
             long += len(audio) > window
             names.append(source)
-            clips.append(np.pad(audio[:window], (0, max(0, window - len(audio)))))
+            clips.append(fit_length(audio, window))
         if names:
             yield names, np.stack(clips), long
 

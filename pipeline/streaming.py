@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.audio import SAMPLE_RATE, StreamResampler, resample, to_mono
+from pipeline.audio import SAMPLE_RATE, StreamResampler, frame_count, resample, to_mono
 from pipeline.decision import (
     SMOOTH_MS,
     STRIDE_MS,
@@ -88,7 +88,7 @@ class FeatureStream:
         """Append mono samples; return the ``(n_features, new_frames)`` features they complete."""
         buffer = np.concatenate([self.pending, np.asarray(samples, np.float32).reshape(-1)])
         win, hop = self.model.win_length, self.model.hop_length
-        frames = 0 if len(buffer) < win else 1 + (len(buffer) - win) // hop
+        frames = frame_count(len(buffer), win, hop)
         self.pending = buffer[frames * hop :]
         if not frames:
             return np.zeros((self.model.n_features, 0), np.float32)

@@ -73,7 +73,7 @@ def make_corpus(source: Path, out: Path, clips: int) -> None:
         if target.exists():
             continue
         with torch.no_grad():
-            save_audio(target, fit_length(resamplers[SPEEDS[copy]](load_clip(clip.path))))
+            save_audio(target, fit_length(resamplers[SPEEDS[copy]](load_clip(clip.path)).numpy()))
 
 
 def main() -> None:

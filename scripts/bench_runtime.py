@@ -24,13 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import save_audio
+from pipeline.arguments import CHUNK_SAMPLES
+from pipeline.audio import SAMPLE_RATE, save_audio
 from pipeline.bundled import WEIGHTS_DIR
 from pipeline.console import run_script
 from pipeline.export import accuracy, labelled_clips
 from pipeline.model import load_model
 from pipeline.onnx_model import OnnxModel
 from pipeline.streaming import Detector
+
+from bench_transcribe import bench_audio, stream_once  # the same audio and loop as the engine benchmark
 
 # ``kws`` itself (its console script runs the same two lines), reporting the process's peak resident memory
 KWS_REPORTING_MEMORY = """
@@ -52,14 +55,6 @@ def kws_run(args: list[str]) -> tuple[float, float]:
     return wall, int(proc.stderr.split()[-1]) / 1024
 
 
-def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
-    """Noise with bursts, at 16 kHz: the engine's cost does not depend on what is said."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * 16000)
-    bursts = np.repeat(rng.random(n // 1600 + 1) < 0.4, 1600)[:n]
-    return (rng.normal(0, 0.01, n) + bursts * rng.normal(0, 0.1, n)).astype(np.float32)
-
-
 def throughputs(models: dict[str, object], audio: np.ndarray, runs: int) -> dict[str, float]:
     """Median real-time factor of the streaming engine over ``audio`` in 6.4 s chunks, for each model; the
     models take turns, run by run, so that a slow spell of the machine does not fall on one of them."""
@@ -67,11 +62,7 @@ def throughputs(models: dict[str, object], audio: np.ndarray, runs: int) -> dict
     factors: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(runs):
         for name, detector in detectors.items():
-            start = time.perf_counter()
-            for i in range(0, len(audio), 102400):
-                detector.push(audio[i : i + 102400])
-            detector.flush()
-            factors[name].append(len(audio) / 16000 / (time.perf_counter() - start))
+            factors[name].append(len(audio) / SAMPLE_RATE / stream_once(detector, audio, CHUNK_SAMPLES))
     return {name: statistics.median(f) for name, f in factors.items()}
 
 
@@ -99,7 +90,7 @@ def main() -> None:
         export = Path(tmp) / "model.onnx"
         kws_run(["export", args.ckpt, "--out", str(export), "--int8"])
         wav = Path(tmp) / "one_second.wav"
-        save_audio(wav, speech_like(1.0))
+        save_audio(wav, bench_audio(1.0))
         print("| `kws transcribe` on a 1 s file | wall time (median) | peak memory (median) |\n| --- | --- | --- |")
         for name, extra in (("`--ckpt` (checkpoint, PyTorch)", ["--ckpt", args.ckpt]),
                             ("`--model` (exported file, no PyTorch)", ["--model", str(export)]),
@@ -109,7 +100,7 @@ def main() -> None:
                   f"| {statistics.median(r[1] for r in runs):.0f} MiB |")  # fmt: skip
 
         float_model, int8_model = OnnxModel(export), OnnxModel(export.with_suffix(".int8.onnx"))
-        audio = speech_like(args.seconds)
+        audio = bench_audio(args.seconds)
         print(f"\n| engine, one thread, {args.seconds:g} s, 400 ms stride | real time |\n| --- | --- |")
         models = {"exported model (ONNX Runtime front end and model)": float_model,
                   "before: PyTorch front end, ONNX Runtime model": TorchFrontEndOnnxEncoder(args.ckpt),

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clip
+from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, fit_length, read_audio
 from pipeline.errors import AudioError
 from pipeline.files import atomic_path, write_text
 
@@ -37,14 +36,10 @@ class ClipStore:
 def _decode(args: tuple[str, int, int]) -> tuple[np.ndarray | None, str | None]:
     path, sample_rate, length = args
     try:
-        clip = load_clip(path, sample_rate, length).numpy()
+        clip = fit_length(read_audio(path, sample_rate), length)
     except AudioError as err:
         return None, str(err)
     return np.round(np.clip(clip, -1.0, 1.0) * 32767).astype(np.int16), None
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)
 
 
 def cache_key(paths: list[Path], sample_rate: int, length: int) -> str:
@@ -82,7 +77,7 @@ def decode_files(
         task = progress.add_task(description, total=len(jobs))
         pool = None
         if workers > 1 and len(jobs) > CHUNK:
-            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker)
+            pool = multiprocessing.get_context("fork").Pool(workers)
         try:
             results = pool.imap(_decode, jobs, chunksize=CHUNK) if pool else map(_decode, jobs)
             for i, (clip, err) in enumerate(results):

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from pipeline.audio import CLIP_SECONDS, SAMPLE_RATE, read_audio
+from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, clip_samples, read_audio
 from pipeline.augment import AugmentConfig, WaveAugment
 from pipeline.console import warn
 from pipeline.data.cache import decode_files
@@ -41,7 +41,7 @@ class KWSDataset(Dataset):
 
     def __init__(
         self, stores: list[np.ndarray], items: np.ndarray, labels: np.ndarray, noise: np.ndarray | None, seed: int = 0,
-        clip_samples: int = round(SAMPLE_RATE * CLIP_SECONDS),
+        clip_samples: int = CLIP_SAMPLES,
     ) -> None:  # fmt: skip
         self.stores, self.items, self.labels, self.noise, self.seed = stores, items, labels, noise, seed
         self.clip_samples = clip_samples
@@ -154,7 +154,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.hash_salt = hash_salt
         self.noise_dir = Path(noise_dir) if noise_dir else None
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.sample_rate, self.clip_samples = sample_rate, round(sample_rate * CLIP_SECONDS)
+        self.sample_rate, self.clip_samples = sample_rate, clip_samples(sample_rate)
         self.cache_dir = cache_dir
         self.augment = AugmentConfig(**augment) if isinstance(augment, dict) else augment
         self.datasets: dict[str, KWSDataset] = {}
