@@ -13,7 +13,7 @@ from pipeline.console import err_console
 from pipeline.decision import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, THRESHOLD
 from pipeline.errors import TRAINING_STACK, KWSError
 from pipeline.onnx_model import RUNTIMES, OnnxModel
-from pipeline.streaming import Classifier, Detector
+from pipeline.streaming import STREAM_STRIDE_MS, Classifier, Detector
 
 STDIN = "-"
 CHUNK_SAMPLES = 102400  # frames read per block: 6.4 s at 16 kHz, one full model batch (32 strides) per block
@@ -65,10 +65,12 @@ def add_detector_arguments(parser: argparse.ArgumentParser, chunks: bool = True,
     add_model_arguments(parser)
     parser.add_argument("--threshold", type=float, help="smoothed score a word must exceed, 0-1 (default: a bundled "
                         f"model's own, else {THRESHOLD})")  # fmt: skip
-    parser.add_argument("--stride-ms", type=float, default=STRIDE_MS,
-                        help=f"step between model windows, a multiple of 10 ms (default: {STRIDE_MS:g})")
-    parser.add_argument("--smooth-ms", type=float, default=SMOOTH_MS,
-                        help=f"span of the moving average of model outputs (default: {SMOOTH_MS:g})")
+    parser.add_argument("--stride-ms", type=float,
+                        help=f"step between model windows, a multiple of 10 ms (default: {STRIDE_MS:g}, or "
+                        f"{STREAM_STRIDE_MS:g} for a streaming model)")  # fmt: skip
+    parser.add_argument("--smooth-ms", type=float,
+                        help=f"span of the moving average of model outputs (default: {SMOOTH_MS:g}, or one stride for "
+                        "a streaming model)")  # fmt: skip
     parser.add_argument("--suppression-ms", type=float, default=SUPPRESSION_MS,
                         help=f"quiet time after each detected word (default: {SUPPRESSION_MS:g})")
     default = "when the word's run of windows ends: later, with finer times" if hold_ms is None else f"{hold_ms:g}"

@@ -58,6 +58,7 @@ STRIDE_MS = 400.0  # one model call per 400 ms of audio
 THRESHOLD = 0.6  # smoothed softmax score a word must exceed
 SMOOTH_MS = 400.0  # moving average over the last window(s): one window at the default stride
 SUPPRESSION_MS = 1000.0  # refractory period after an emitted word
+MARGIN = 1e-9  # smoothed scores this close to the threshold are compared one window at a time (Decider.steps)
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,61 @@ class Decider:
                     out.append(self._emit(index))
         return out
 
+    def steps(self, first: int, probs: np.ndarray) -> list[Detection]:
+        """Take the softmax outputs of windows ``first, first + 1, ...`` (the rows of ``probs``); the same as
+        :meth:`step` on each row, but stretches of rows that cannot decide anything are taken at once.
+
+        A row is taken in bulk when no word is pending, it lies in the suppression period or no word's smoothed
+        score exceeds the threshold, and no smoothed score lies within ``MARGIN`` of the threshold (so that no
+        comparison depends on the order of a sum); the other rows go through :meth:`step`.
+        """
+        probs = np.asarray(probs, dtype=np.float64)
+        smoothed = self._averages(first, probs)
+        threshold = self.settings.threshold
+        calm = (smoothed[:, self.is_word] <= threshold).all(axis=1)  # no word above the threshold
+        clear = (np.abs(smoothed - threshold) > MARGIN).all(axis=1)
+        out: list[Detection] = []
+        i = 0
+        while i < len(probs):
+            if self.pending is None:
+                quiet = np.arange(first + i, first + len(probs)) < self.quiet_until
+                busy = np.flatnonzero(~((quiet | calm[i:]) & clear[i:]))
+                inert = int(busy[0]) if len(busy) else len(probs) - i
+                if inert:
+                    self._take(first + i, probs[i : i + inert], smoothed[i : i + inert])
+                    i += inert
+                    continue
+            out += self.step(first + i, probs[i])
+            i += 1
+        return out
+
+    def _averages(self, first: int, probs: np.ndarray) -> np.ndarray:
+        """The smoothed scores each row of ``probs`` (windows ``first, ...``) gets, up to rounding."""
+        k = len(self.recent)
+        rows = np.concatenate([self.recent[np.arange(first - self.seen, first) % k], probs])
+        sums = np.concatenate([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)])
+        end = np.arange(self.seen + 1, len(rows) + 1)
+        start = np.maximum(end - k, 0)
+        return (sums[end] - sums[start]) / (end - start)[:, None]
+
+    def _take(self, first: int, probs: np.ndarray, smoothed: np.ndarray) -> None:
+        """:meth:`step` over rows that decide nothing, at once: their runs, average and re-arming."""
+        n, k = len(probs), len(self.recent)
+        tops = probs.argmax(axis=1)
+        for label in np.unique(tops):
+            where = np.flatnonzero(tops == label)
+            breaks = np.flatnonzero(np.diff(where) != 1)
+            run = where[breaks[-1] + 1] if len(breaks) else where[0]  # where the label's last run here starts
+            if run or self.run_last[label] != first - 1:
+                self.run_first[label] = first + run
+            self.run_last[label] = first + where[-1]
+        for j in range(max(0, n - k), n):
+            self.recent[(first + j) % k] = probs[j]
+        self.seen = min(self.seen + n, k)
+        self.smoothed = self.recent[: self.seen].mean(axis=0)
+        self.armed |= (smoothed <= self.settings.threshold).any(axis=0)
+        self.index = first + n - 1
+
     def finish(self) -> list[Detection]:
         """End of stream: emit the pending word, if any."""
         return [self._emit(self.index)] if self.pending is not None else []
@@ -233,8 +289,8 @@ class Decider:
         return Detection(self.labels[p.label], w.start(p.last), w.end(p.first), p.peak)
 
 
-def decide(probs: Iterable[np.ndarray], labels: list[str], settings: Settings, windowing: Windowing) -> list[Detection]:
+def decide(probs: Iterable[np.ndarray] | np.ndarray, labels: list[str], settings: Settings, windowing: Windowing) -> list[Detection]:
     """Run the decision rule over the window outputs of a whole stream (windows 0, 1, 2, ...)."""
     decider = Decider(labels, settings, windowing)
-    found = [d for i, row in enumerate(probs) for d in decider.step(i, np.asarray(row, dtype=np.float64))]
-    return found + decider.finish()
+    rows = np.asarray(list(probs) if not isinstance(probs, np.ndarray) else probs, dtype=np.float64)
+    return (decider.steps(0, rows) if len(rows) else []) + decider.finish()

@@ -26,10 +26,11 @@ from pipeline.files import atomic_path
 from pipeline.model import KWSModel, load_model
 from pipeline.onnx_model import OnnxModel
 from pipeline.decision import STRIDE_MS
-from pipeline.streaming import Classifier, offline_scores, window_probs, windowing_of
+from pipeline.streaming import Classifier, is_streaming, mean_probs, offline_scores, window_probs, windowing_of
 
 TOLERANCE = 1e-3  # largest difference of any window's softmax score between the checkpoint and its export
 CHECK_SECONDS = 8.0  # length of each self-check signal
+CHECK_CHUNK = 37  # frames per step of a streaming model in the self-check: chunks that straddle the windows
 TIMING_WINDOWS = 256  # windows scored to time a model
 EXCLUDED = "front_end"  # nodes whose name holds this stay in float: the front end is not quantized
 
@@ -51,9 +52,17 @@ def check_signals(sample_rate: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def streamed_scores(model: Classifier, audio: np.ndarray) -> np.ndarray:
     """Softmax scores of the windows of ``audio``'s frames computed all at once, as the streaming engine
-    computes them (the default stride)."""
+    computes them (the default stride); a streaming model runs over them in chunks of ``CHECK_CHUNK`` frames,
+    carrying its state."""
     w = windowing_of(model, STRIDE_MS)
-    windows = sliding_window_view(model.features(audio), w.frames, axis=1)[:, :: w.stride_frames]
+    rows = model.features(audio)
+    if is_streaming(model):
+        state, parts = model.initial_state(), []
+        for i in range(0, rows.shape[1], CHECK_CHUNK):
+            part, state = model.frame_logits(rows[:, i : i + CHECK_CHUNK], state)
+            parts.append(part)
+        return mean_probs(np.concatenate(parts, axis=1), w)
+    windows = sliding_window_view(rows, w.frames, axis=1)[:, :: w.stride_frames]
     return window_probs(model, windows.transpose(1, 0, 2))
 
 

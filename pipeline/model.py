@@ -8,6 +8,7 @@ holds one under the same weight names, :func:`load_model` reads a ``kws fit`` ch
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -24,7 +25,8 @@ from pipeline.audio import clip_samples
 from pipeline.errors import KWSError, first_line
 from pipeline.features import FeatureConfig, FrontEnd
 from pipeline.models import ModelConfig, build_model
-from pipeline.onnx_model import FORMAT, OPSET, RUNTIMES, OnnxModel
+from pipeline.models.causal import StreamingForm
+from pipeline.onnx_model import FORMAT, INPUTS, OPSET, OUTPUTS, RUNTIMES, OnnxModel
 
 INFERENCE = ("front_end", "encoder")  # the parts of a KWSModule's state dict that inference uses
 
@@ -33,7 +35,8 @@ class KWSModel(nn.Module):
     """Front end, acoustic model and labels: ``(batch, samples)`` audio -> ``(batch, n_classes)`` logits.
 
     Besides ``forward``, it offers the numpy interface of the streaming engine
-    (:class:`~pipeline.streaming.Classifier`) and :meth:`to_onnx`.
+    (:class:`~pipeline.streaming.Classifier`) and :meth:`to_onnx`. A causal encoder (``model.causal``) is
+    ``streaming``: the engine then runs it frame by frame (:meth:`frame_logits`) instead of window by window.
 
     Args:
         labels: Class names in output order.
@@ -54,6 +57,7 @@ class KWSModel(nn.Module):
         self.sample_rate = features.sample_rate
         self.win_length, self.hop_length = self.front_end.win_length, self.front_end.hop_length
         self.n_features = self.front_end.n_features
+        self.streaming = bool(getattr(self.encoder, "causal", False))
 
     def forward(self, waveform: Tensor) -> Tensor:
         """``(batch, samples)`` audio at the front end's rate -> ``(batch, n_classes)`` logits."""
@@ -69,28 +73,52 @@ class KWSModel(nn.Module):
         """``(batch, n_features, frames)`` feature windows -> ``(batch, n_classes)`` logits (numpy)."""
         return self.encoder(torch.from_numpy(np.require(windows, np.float32, ["C", "W"]))).numpy()
 
+    @functools.cached_property
+    def _step(self) -> StreamingForm:  # not a registered sub-module: the state dict keeps the encoder's keys only
+        if not self.streaming:
+            raise KWSError("only a causal model (model.causal) runs frame by frame")
+        return StreamingForm(self.encoder)
+
+    def initial_state(self) -> np.ndarray:
+        """The streaming state before a stream's first frame (streaming models only)."""
+        return self._step.initial_state().numpy()
+
+    @torch.inference_mode()
+    def frame_logits(self, frames: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(n_features, T)`` new frames and the state -> ``(n_classes, T)`` per-frame logits (a window's logits
+        are their mean over its frames) and the next state (streaming models only)."""
+        frames = torch.from_numpy(np.require(frames, np.float32, ["C", "W"]))[None]
+        logits, state = self._step(frames, torch.from_numpy(np.require(state, np.float32, ["C", "W"])))
+        return logits[0].T.numpy(), state.numpy()
+
     def to_onnx(self) -> bytes:
         """One ONNX model holding both halves, with the labels and feature settings in its metadata.
 
         Inputs ``audio`` ``(batch, samples)`` and ``windows`` ``(batch, n_features, frames)``; outputs
         ``features`` (of ``audio``) and ``logits`` (of ``windows``). The two halves are separate paths through
         the graph, so that a stream's frames are computed once and each window then costs only the encoder
-        (:class:`~pipeline.onnx_model.OnnxModel` asks for one path at a time).
+        (:class:`~pipeline.onnx_model.OnnxModel` asks for one path at a time). A streaming model has a third
+        path, its step function: ``frames`` ``(batch, n_features, T)`` and ``state`` -> ``frame_logits``
+        ``(batch, T, n_classes)`` and ``next_state``.
         """
         if self.win_length % self.hop_length:
             raise KWSError(f"kws export needs a feature window of whole hops, not {self.win_length} samples at a "
                            f"hop of {self.hop_length}")  # fmt: skip
         samples = clip_samples(self.sample_rate)
         frames = self.front_end.num_frames(samples)
-        audio, windows = torch.zeros(1, samples), torch.zeros(1, self.n_features, frames)
+        inputs = [torch.zeros(1, samples), torch.zeros(1, self.n_features, frames)]
+        axes = {"audio": {0: "batch", 1: "samples"}, "features": {0: "batch", 2: "frames"}, "windows": {0: "batch"},
+                "logits": {0: "batch"}}  # fmt: skip
+        if self.streaming:
+            inputs += [torch.zeros(1, self.n_features, 3), self._step.initial_state()]
+            axes |= {"frames": {0: "batch", 2: "steps"}, "state": {0: "batch"},
+                     "frame_logits": {0: "batch", 1: "steps"}, "next_state": {0: "batch"}}  # fmt: skip
         buffer = io.BytesIO()
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _BothHalves(self).eval(), (audio, windows), buffer, input_names=["audio", "windows"],
-                output_names=["features", "logits"], opset_version=OPSET, dynamo=False,
-                dynamic_axes={"audio": {0: "batch", 1: "samples"}, "features": {0: "batch", 2: "frames"},
-                              "windows": {0: "batch"}, "logits": {0: "batch"}},
+                _Paths(self).eval(), tuple(inputs), buffer, input_names=list(INPUTS[: len(inputs)]),
+                output_names=list(OUTPUTS[: len(inputs)]), opset_version=OPSET, dynamo=False, dynamic_axes=axes,
             )  # fmt: skip
         import onnx
 
@@ -98,19 +126,21 @@ class KWSModel(nn.Module):
         meta = {"kws_format": FORMAT, "labels": json.dumps(self.labels),
                 "features": json.dumps(asdict(self.front_end.config)),
                 "sample_rate": self.sample_rate, "win_length": self.win_length, "hop_length": self.hop_length,
-                "n_features": self.n_features, "window_frames": frames}  # fmt: skip
+                "n_features": self.n_features, "window_frames": frames, "streaming": int(self.streaming)}  # fmt: skip
         for key, value in meta.items():
             graph.metadata_props.add(key=key, value=str(value))
         return graph.SerializeToString()
 
 
-class _BothHalves(nn.Module):
+class _Paths(nn.Module):
     def __init__(self, model: KWSModel) -> None:
         super().__init__()
         self.front_end, self.encoder = model.front_end, model.encoder
+        self.step = model._step if model.streaming else None
 
-    def forward(self, audio: Tensor, windows: Tensor) -> tuple[Tensor, Tensor]:
-        return self.front_end(audio), self.encoder(windows)
+    def forward(self, audio: Tensor, windows: Tensor, *stream: Tensor) -> tuple[Tensor, ...]:
+        halves = self.front_end(audio), self.encoder(windows)
+        return halves + (self.step(*stream) if self.step is not None else ())
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

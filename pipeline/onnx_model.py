@@ -2,9 +2,10 @@
 
 ``kws export`` (:meth:`pipeline.model.KWSModel.to_onnx`) writes one ONNX file with two paths through its graph:
 ``audio`` -> ``features`` (the front end) and ``windows`` -> ``logits`` (the acoustic model), and the labels and
-front-end settings in its metadata. :class:`OnnxModel` asks for one path at a time (feeding the other an
+front-end settings in its metadata. :class:`OnnxModel` asks for one path at a time (feeding the others an
 empty input), so that the streaming engine computes every frame once and each window costs only the
-acoustic model.
+acoustic model. A streaming (causal) model has a third path, its step function: ``frames`` and ``state`` ->
+``frame_logits`` and ``next_state`` (:mod:`pipeline.models.causal`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ FORMAT = 1  # version of the metadata layout below
 OPSET = 17
 METADATA = ("kws_format", "labels", "features", "sample_rate", "win_length", "hop_length", "n_features",
             "window_frames")  # fmt: skip
-INPUTS, OUTPUTS = ("audio", "windows"), ("features", "logits")
+# the paths' inputs and outputs; a streaming model has all four, the others the first two
+INPUTS, OUTPUTS = ("audio", "windows", "frames", "state"), ("features", "logits", "frame_logits", "next_state")
 RUNTIMES = ("onnx", "torch")  # how a checkpoint runs: exported to ONNX Runtime in memory (the default), or eager
 
 
@@ -64,18 +66,28 @@ class OnnxModel:
             self.sample_rate, self.win_length, self.hop_length, self.n_features, frames = (
                 int(meta[key]) for key in ("sample_rate", "win_length", "hop_length", "n_features", "window_frames")
             )
+            self.streaming = meta.get("streaming", "0") == "1"  # older exports have no such key
         except (ValueError, TypeError):
             raise KWSError(f"{name}: its kws metadata cannot be read (make it again with kws export)") from None
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
-        if (tuple(sorted(inputs)), tuple(sorted(outputs))) != (INPUTS, OUTPUTS) or inputs["windows"][1:] != [
+        paths = 4 if self.streaming else 2
+        if (set(inputs), set(outputs)) != (set(INPUTS[:paths]), set(OUTPUTS[:paths])) or inputs["windows"][1:] != [
             self.n_features, frames
         ] or outputs["logits"][1:] != [len(self.labels)]:  # fmt: skip
             raise KWSError(f"{name} is an ONNX model of another shape: a kws export maps audio to features and "
                            f"windows of {self.n_features}x{frames} features to {len(self.labels)} logits")  # fmt: skip
-        # ONNX Runtime runs the whole graph on every call: the half not asked for gets the least input it takes
-        self._no_audio = np.zeros((1, self.win_length), np.float32)  # one frame
-        self._no_windows = np.zeros((0, self.n_features, frames), np.float32)  # no window
+        # ONNX Runtime runs the whole graph on every call: the paths not asked for get the least input they take
+        self._idle = {"audio": np.zeros((1, self.win_length), np.float32),  # one frame
+                      "windows": np.zeros((0, self.n_features, frames), np.float32)}  # no window  # fmt: skip
+        if self.streaming:
+            self._state_size = int(inputs["state"][1])
+            self._idle |= {"frames": np.zeros((0, self.n_features, 1), np.float32),
+                           "state": np.zeros((0, self._state_size), np.float32)}  # fmt: skip
+
+    def _run(self, output: str, **feed: np.ndarray) -> list[np.ndarray]:
+        outputs = [output] + (["next_state"] if output == "frame_logits" else [])
+        return self.session.run(outputs, self._idle | feed)
 
     def features(self, audio: np.ndarray) -> np.ndarray:
         """``(..., samples)`` audio -> ``(..., n_features, frames)`` features of its complete frames."""
@@ -86,10 +98,19 @@ class OnnxModel:
             return np.zeros((*audio.shape[:-1], self.n_features, 0), np.float32)
         whole = audio[..., : (frames - 1) * self.hop_length + self.win_length]  # the graph takes whole frames
         flat = np.ascontiguousarray(whole.reshape(-1, whole.shape[-1]))
-        out = self.session.run(["features"], {"audio": flat, "windows": self._no_windows})[0]
+        out = self._run("features", audio=flat)[0]
         return out.reshape(*audio.shape[:-1], *out.shape[1:])
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
         """``(batch, n_features, frames)`` feature windows -> ``(batch, n_classes)`` logits."""
-        feed = {"audio": self._no_audio, "windows": np.ascontiguousarray(windows, np.float32)}
-        return self.session.run(["logits"], feed)[0]
+        return self._run("logits", windows=np.ascontiguousarray(windows, np.float32))[0]
+
+    def initial_state(self) -> np.ndarray:
+        """The streaming state before a stream's first frame (streaming models only)."""
+        return np.zeros((1, self._state_size), np.float32)
+
+    def frame_logits(self, frames: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(n_features, T)`` new frames and the state -> ``(n_classes, T)`` per-frame logits and the next
+        state (streaming models only)."""
+        logits, state = self._run("frame_logits", frames=np.ascontiguousarray(frames, np.float32)[None], state=state)
+        return logits[0].T, state

@@ -18,6 +18,13 @@ same samples whatever the chunking (only the length of the last block may differ
 **Models.** Anything with the :class:`Classifier` interface: the PyTorch model of a checkpoint
 (:class:`~pipeline.model.KWSModel`) or an exported ONNX model (:class:`~pipeline.onnx_model.OnnxModel`), which
 runs without PyTorch.
+
+**Streaming models** (causal, ``model.causal``; :mod:`pipeline.models.causal`) run frame by frame instead: each
+new frame goes once through the model, which keeps its layers' past frames as state, and gives that frame's
+logits; a window's logits are the mean of its frames' logits. A window then costs a mean, not a model run, so
+such a model decides every ``STREAM_STRIDE_MS`` by default. The reference is the model's ordinary
+(non-streaming) run over the whole signal's frames at once, which the stream equals for any chunking. Within a
+stream a window's first frames see the audio before it, where training clips saw silence (zero padding).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from pipeline.decision import (
 from pipeline.errors import KWSError
 
 MAX_BATCH = 32  # windows per model call: on one CPU thread the cost per window is lowest near 32
+STREAM_STRIDE_MS = 10.0  # default decision step of a streaming model: one feature hop
 
 
 class Classifier(Protocol):
@@ -62,16 +70,69 @@ class Classifier(Protocol):
         ...
 
 
+class StreamingClassifier(Classifier, Protocol):
+    """A streaming model (``streaming`` true): it also runs frame by frame, carrying a state."""
+
+    streaming: bool
+
+    def initial_state(self) -> np.ndarray:
+        """The state before a stream's first frame."""
+        ...
+
+    def frame_logits(self, frames: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(n_features, T)`` new frames and the state -> ``(n_classes, T)`` frame logits and the next state."""
+        ...
+
+
+def is_streaming(model: Classifier) -> bool:
+    """Whether ``model`` runs frame by frame (a causal model) rather than window by window."""
+    return bool(getattr(model, "streaming", False))
+
+
+def default_stride_ms(model: Classifier) -> float:
+    """The engine's default decision step for ``model``: ``STREAM_STRIDE_MS`` for a streaming one, else
+    ``STRIDE_MS``."""
+    return STREAM_STRIDE_MS if is_streaming(model) else STRIDE_MS
+
+
+def settings_for(
+    model: Classifier, threshold: float = THRESHOLD, stride_ms: float | None = None, smooth_ms: float | None = None,
+    suppression_ms: float = SUPPRESSION_MS, hold_ms: float | None = None,
+) -> Settings:  # fmt: skip
+    """The decision rule's settings for ``model``; a stride or smoothing left None takes the model's default
+    (:func:`default_stride_ms`; ``SMOOTH_MS``, or one window for a streaming model, whose windows are already
+    averages)."""
+    stride_ms = stride_ms or default_stride_ms(model)
+    if smooth_ms is None:
+        smooth_ms = stride_ms if is_streaming(model) else SMOOTH_MS
+    return Settings(threshold, stride_ms, smooth_ms, suppression_ms, hold_ms)
+
+
 def windowing_of(model: Classifier, stride_ms: float) -> Windowing:
     """The window geometry of ``model`` at ``stride_ms``."""
     return Windowing.of(model.sample_rate, model.win_length, model.hop_length, stride_ms)
 
 
-def window_probs(model: Classifier, windows: np.ndarray) -> np.ndarray:
-    """``(batch, n_features, frames)`` features -> ``(batch, n_classes)`` softmax probabilities (float64)."""
-    logits = model.logits(np.ascontiguousarray(windows, dtype=np.float32)).astype(np.float64)
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in float64."""
+    logits = np.asarray(logits, np.float64)
     exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def window_probs(model: Classifier, windows: np.ndarray) -> np.ndarray:
+    """``(batch, n_features, frames)`` features -> ``(batch, n_classes)`` softmax probabilities (float64)."""
+    return softmax(model.logits(np.ascontiguousarray(windows, dtype=np.float32)))
+
+
+def mean_probs(frame_logits: np.ndarray, windowing: Windowing) -> np.ndarray:
+    """A streaming model's ``(n_classes, frames)`` frame logits -> ``(windows, n_classes)`` softmax probabilities
+    of every window they hold at ``windowing``'s stride, from their first frame on (a window's logits are the
+    mean of its frames')."""
+    rows = np.asarray(frame_logits, np.float64).T
+    sums = np.concatenate([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)])  # running sums: O(frames)
+    starts = np.arange(0, len(rows) - windowing.frames + 1, windowing.stride_frames)
+    return softmax((sums[starts + windowing.frames] - sums[starts]) / windowing.frames)
 
 
 class FeatureStream:
@@ -106,8 +167,9 @@ class Detector:
         model: A trained model (:class:`Classifier`): :func:`~pipeline.model.load_model`'s or an
             :class:`~pipeline.onnx_model.OnnxModel`.
         threshold: Smoothed score a word must exceed.
-        stride_ms: Step between model windows; a multiple of the feature hop.
-        smooth_ms: Span of the moving average of model outputs.
+        stride_ms: Step between model windows; a multiple of the feature hop (default:
+            :func:`default_stride_ms`).
+        smooth_ms: Span of the moving average of model outputs (default: see :func:`settings_for`).
         suppression_ms: Refractory period after an emitted word.
         hold_ms: Longest wait between deciding a word and emitting it (None: until its run ends; see
             :mod:`pipeline.decision`).
@@ -125,8 +187,8 @@ class Detector:
         self,
         model: Classifier,
         threshold: float = THRESHOLD,
-        stride_ms: float = STRIDE_MS,
-        smooth_ms: float = SMOOTH_MS,
+        stride_ms: float | None = None,
+        smooth_ms: float | None = None,
         suppression_ms: float = SUPPRESSION_MS,
         hold_ms: float | None = None,
         max_batch: int = MAX_BATCH,
@@ -134,16 +196,19 @@ class Detector:
         if not model.labels:
             raise KWSError("the model has no labels")
         self.model = model
+        self.streaming = is_streaming(model)
         self.labels = list(model.labels)
-        self.settings = Settings(threshold, stride_ms, smooth_ms, suppression_ms, hold_ms)
-        self.windowing = windowing_of(model, stride_ms)
+        self.settings = settings_for(model, threshold, stride_ms, smooth_ms, suppression_ms, hold_ms)
+        self.windowing = windowing_of(model, self.settings.stride_ms)
         self.max_batch = max_batch
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream: the next push starts a new one at time 0."""
         self._features = FeatureStream(self.model)
-        self._frames = np.zeros((self.model.n_features, 0), np.float32)  # frames from index _frame0 on
+        rows = len(self.labels) if self.streaming else self.model.n_features  # frame logits, or features
+        self._frames = np.zeros((rows, 0), np.float32)  # frames from index _frame0 on
+        self._state = self.model.initial_state() if self.streaming else None
         self._frame0 = 0
         self._next = 0  # index of the next window
         self._samples = 0  # model-rate samples received
@@ -190,17 +255,24 @@ class Detector:
         new = self._features.push(audio)
         if not new.shape[1]:
             return []
+        if self.streaming:
+            new, self._state = self.model.frame_logits(new, self._state)
         self._frames = np.concatenate([self._frames, new], axis=1)
         w, out = self.windowing, []
         total = self._frame0 + self._frames.shape[1]
         count = (total - w.frames) // w.stride_frames + 1 - self._next if total >= w.frames else 0
         if count > 0:
             offset = self._next * w.stride_frames - self._frame0
-            windows = sliding_window_view(self._frames[:, offset:], w.frames, axis=1)[:, :: w.stride_frames]
-            for begin in range(0, count, self.max_batch):
-                probs = window_probs(self.model, windows[:, begin : begin + self.max_batch].transpose(1, 0, 2))
-                for j, row in enumerate(probs):
-                    out += self._decider.step(self._next + begin + j, row)
+            if self.streaming:
+                batches = [mean_probs(self._frames[:, offset:], w)]
+            else:
+                windows = sliding_window_view(self._frames[:, offset:], w.frames, axis=1)[:, :: w.stride_frames]
+                batches = (window_probs(self.model, windows[:, i : i + self.max_batch].transpose(1, 0, 2))
+                           for i in range(0, count, self.max_batch))  # fmt: skip
+            index = self._next
+            for probs in batches:
+                out += self._decider.steps(index, probs)
+                index += len(probs)
             self._next += count
         keep = self._next * w.stride_frames
         self._frames = self._frames[:, keep - self._frame0 :].copy()
@@ -217,10 +289,14 @@ def offline_scores(
     ``audio`` is mono at the model's rate. It is padded as :meth:`Detector.flush` pads (``tail_windows`` is
     the smoothing window minus one), every window is cut from it, and each window's features are computed
     from its own samples, independently of the stream; the model runs on batches of ``max_batch`` windows.
+    A streaming model instead runs once over the features of the whole padded signal (from its initial state),
+    and each window's logits are the mean of its frames' logits.
     """
     w = windowing_of(model, stride_ms)
     audio = np.asarray(audio, np.float32).reshape(-1)
     audio = np.pad(audio, (0, w.padded_length(len(audio), tail_windows) - len(audio)))
+    if is_streaming(model):
+        return mean_probs(model.frame_logits(model.features(audio), model.initial_state())[0], w)
     windows = sliding_window_view(audio, w.samples)[:: w.stride]
     parts = [window_probs(model, model.features(np.ascontiguousarray(windows[i : i + max_batch])))
              for i in range(0, len(windows), max_batch)]  # fmt: skip
@@ -232,7 +308,7 @@ def offline_detect(
 ) -> list[Detection]:
     """The offline reference detections of a whole signal: :func:`offline_scores`, then
     :func:`~pipeline.decision.decide`. The whole signal is resampled at once."""
-    settings = settings or Settings()
+    settings = settings or settings_for(model)
     audio = resample(_as_mono(audio), sample_rate, model.sample_rate)
     probs = offline_scores(model, audio, settings.stride_ms, settings.smooth_windows - 1)
     return decide(probs, list(model.labels), settings, windowing_of(model, settings.stride_ms))

@@ -76,6 +76,8 @@ EXPERIMENTS = {
     "mixup": Experiment("base + mixup (alpha 0.2)", ("--model.mixup=0.2",)),
     "shift-200": Experiment("base, time shift ±200 ms instead of ±100", ("--data.augment.time_shift_ms=200",)),
     "long": Experiment("base, twice the epochs", ("--trainer.max_epochs=30",)),
+    "causal": Experiment("long with the streaming (causal) MatchboxNet",
+                         ("--trainer.max_epochs=30", "--model.model.causal=true")),
     "final": Experiment("base + unknown-30 + speed: the recipe of configs/kws12.yaml (the bundled model)",
                         ("--data.unknown_share=0.3", "--data.augment.speed=[0.85, 1.15]")),
     "tcresnet14-1.5": Experiment(

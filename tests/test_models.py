@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,6 +57,7 @@ def test_every_variant_builds_and_runs(model: ModelConfig) -> None:
         (ModelConfig(name="dscnn", size="s"), FeatureConfig(kind="mfcc", n_mfcc=10)),
         (ModelConfig(name="tcresnet", size="8", dropout=0.0), FeatureConfig(kind="mfcc")),
         (ModelConfig(name="matchboxnet", size="3x1x64"), FeatureConfig(kind="mfcc", n_mels=64, n_mfcc=64)),
+        (ModelConfig(name="matchboxnet", size="3x1x64", causal=True), FeatureConfig(kind="mfcc")),
     ],
 )
 def test_overfits_a_tiny_batch(model: ModelConfig, features: FeatureConfig) -> None:
@@ -88,6 +90,8 @@ def test_bad_model_settings_are_explained() -> None:
         KWSModule(labels=["a"], model=ModelConfig(name="tcresnet", size="s"))
     with pytest.raises(ValueError, match="BxRxC"):
         KWSModule(labels=["a"], model=ModelConfig(name="matchboxnet", size="3x64"))
+    with pytest.raises(ValueError, match="model.causal is available for matchboxnet only, not tcresnet"):
+        KWSModule(labels=["a"], model=ModelConfig(name="tcresnet", causal=True))
 
 
 def test_sub_spectral_norm_inference_form_matches_batch_norm() -> None:
@@ -125,3 +129,47 @@ def test_mixup_blends_waveforms_and_targets() -> None:
     expected = share * plain.loss(logits, target) + (1 - share) * plain.loss(logits, target[partner])
     assert 0 < share < 1 and torch.allclose(loss, expected, atol=1e-5)
     assert not torch.allclose(loss, plain.loss(logits, target))  # the targets are blended too
+
+
+def _with_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in eval mode with batch-norm statistics and affine terms away from the identity."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0.0, 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("size", ["3x1x64", "3x2x64", "1x1x8"])
+def test_causal_matchboxnet_streams_frame_by_frame_as_it_runs_whole(size: str) -> None:
+    """The streaming form, fed any chunking of the frames with its state carried over, gives the frame logits of
+    the ordinary run on the whole input; every output frame depends on the past only; and the first window's
+    mean is the window classifier's logits (what training sees)."""
+    from pipeline.models.causal import StreamingForm
+    from pipeline.models.matchboxnet import MatchboxNet
+
+    torch.manual_seed(0)
+    model = _with_statistics(MatchboxNet(5, 40, size, causal=True))
+    assert n_params(model) == n_params(MatchboxNet(5, 40, size))  # the same weights, padded differently
+    frames = torch.randn(1, 40, 230)
+    step = StreamingForm(model)
+    rng = np.random.default_rng(0)
+    with torch.inference_mode():
+        whole = model.frame_logits(frames)
+        for chunking in ([1] * 230, [230], list(rng.integers(1, 40, 30)), [97, 1, 2, 130]):
+            edges = np.unique(np.minimum(np.cumsum([0, *chunking]), 230))
+            state, parts = step.initial_state(), []
+            for a, b in zip(edges[:-1], edges[1:]):
+                out, state = step(frames[:, :, a:b], state)
+                parts.append(out)
+            torch.testing.assert_close(torch.cat(parts, dim=1), whole, atol=1e-5, rtol=1e-5)
+        changed = frames.clone()
+        changed[:, :, 150:] += 1.0
+        after = model.frame_logits(changed)
+        torch.testing.assert_close(after[:, :150], whole[:, :150])
+        assert not torch.allclose(after[:, 150:], whole[:, 150:], atol=1e-3)
+        torch.testing.assert_close(model(frames[:, :, :98]), whole[:, :98].mean(dim=1), atol=1e-5, rtol=1e-5)
+        centred = _with_statistics(MatchboxNet(5, 40, size))  # the paper's model looks ahead: the check can fail
+        assert not torch.allclose(centred.trunk(changed)[:, :, :150], centred.trunk(frames)[:, :, :150], atol=1e-3)

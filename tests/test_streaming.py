@@ -36,13 +36,14 @@ TONE_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TONE_DETECTOR.items()] 
 def stream_through(detector: Detector, audio: np.ndarray, chunk: int | None, rate: int = SAMPLE_RATE):
     """Push ``audio`` in ``chunk``-sample pieces; return the detections and the per-window probabilities."""
     rows: list[np.ndarray] = []
-    step = detector._decider.step
+    steps = detector._decider.steps
 
-    def record(index: int, probs: np.ndarray):
-        rows.append(probs)
-        return step(index, probs)
+    def record(first: int, probs: np.ndarray):
+        assert first == len(rows)  # every window once, in order
+        rows.extend(probs)
+        return steps(first, probs)
 
-    detector._decider.step = record
+    detector._decider.steps = record
     chunk = chunk or len(audio)
     found = [d for i in range(0, len(audio), chunk) for d in detector.push(audio[i : i + chunk], rate)]
     found += detector.flush()

@@ -29,12 +29,15 @@ class ModelConfig:
         size: Variant of the other families: DS-CNN ``s``/``m``/``l`` (default ``s``), TC-ResNet
             ``8``/``14``/``8-1.5``/``14-1.5`` (default ``8``), MatchboxNet ``BxRxC`` (default ``3x1x64``).
         dropout: Dropout of DS-CNN, TC-ResNet and MatchboxNet (default: each model's own).
+        causal: Streaming form (MatchboxNet only): convolutions over time see only the past, so the streaming
+            engine computes each frame once and decides every 10-20 ms (:mod:`pipeline.models.causal`).
     """
 
     name: Literal["bcresnet", "dscnn", "tcresnet", "matchboxnet"] = "bcresnet"
     width: float = 1
     size: str | None = None
     dropout: float | None = None
+    causal: bool = False
 
 
 def build_model(config: ModelConfig, n_classes: int, n_features: int) -> nn.Module:
@@ -43,5 +46,8 @@ def build_model(config: ModelConfig, n_classes: int, n_features: int) -> nn.Modu
         raise KWSError(f"model.name must be one of {', '.join(MODELS)}, not {config.name!r}")
     cls = MODELS[config.name]
     accepted = inspect.signature(cls).parameters
+    if config.causal and "causal" not in accepted:
+        streamable = [name for name, model in MODELS.items() if "causal" in inspect.signature(model).parameters]
+        raise KWSError(f"model.causal is available for {', '.join(streamable)} only, not {config.name}")
     kwargs = {k: v for k, v in asdict(config).items() if k in accepted and k != "name" and v is not None}
     return cls(n_classes=n_classes, n_features=n_features, **kwargs)
