@@ -68,6 +68,9 @@ class KWSModule(L.LightningModule):
         mixup: Mixup's Beta(alpha, alpha) parameter: each training batch is blended with a shuffled copy of
             itself (waveforms and targets, Zhang et al., 2018); 0 turns it off.
         compile: Compile the acoustic model with ``torch.compile`` for training (the checkpoint is unchanged).
+        stream_context: A streaming (causal) model trains as it will run: each training clip follows another
+            clip of the batch, which its convolutions see as the past (a stream's previous second), and the
+            logits are the mean over the clip's own frames. False: each clip alone, after silence (zero padding).
 
     Example:
         >>> module = KWSModule(labels=["_silence_", "_unknown_", "yes", "no"])
@@ -85,6 +88,7 @@ class KWSModule(L.LightningModule):
         label_smoothing: float = 0.0,
         mixup: float = 0.0,
         compile: bool = False,
+        stream_context: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -105,6 +109,7 @@ class KWSModule(L.LightningModule):
         n = len(self.labels)
         net = KWSModel(self.labels, self.feature_config, self.model_config)  # the one model definition
         self.front_end, self.encoder = net.front_end, net.encoder
+        self.stream_context = stream_context and net.streaming
         self.train_acc = MulticlassAccuracy(n, average="micro")
         self.val_acc = MulticlassAccuracy(n, average="micro")
         self.test_acc = MulticlassAccuracy(n, average="micro")
@@ -122,15 +127,25 @@ class KWSModule(L.LightningModule):
         """``(batch, n_features, frames)`` features -> logits (SpecAugment applies in training only)."""
         return self.encoder(self.spec_augment(features))
 
+    def after_context(self, wave: Tensor) -> Tensor:
+        """Training logits of a streaming model that hears the batch's previous clip before each clip (see
+        ``stream_context``); the other models' ordinary logits."""
+        hop = self.front_end.hop_length
+        if not self.stream_context or wave.shape[-1] % hop:  # the clip's frames must start on a hop
+            return self(wave)
+        frames = self.front_end.num_frames(wave.shape[-1])
+        features = self.spec_augment(self.front_end(torch.cat([wave.roll(1, dims=0), wave], dim=-1)))
+        return self.encoder.frame_logits(features)[:, -frames:].mean(dim=1)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         wave, target = batch
         if self.mixup is None:
-            logits = self(wave)
+            logits = self.after_context(wave)
             loss = self.loss(logits, target)
         else:
             share = self.mixup.sample().item()
             partner = torch.randperm(len(wave), device=wave.device)
-            logits = self(share * wave + (1 - share) * wave[partner])
+            logits = self.after_context(share * wave + (1 - share) * wave[partner])
             loss = share * self.loss(logits, target) + (1 - share) * self.loss(logits, target[partner])
         self.train_acc(logits, target)
         self.log("train_loss", loss, prog_bar=True)

@@ -33,16 +33,17 @@ from pipeline.data.speech_commands import is_word
 from pipeline.data.streams import TruthWord, read_truth, truth_path
 from pipeline.errors import AudioError
 from pipeline.decision import Detection, Settings, decide
-from pipeline.streaming import Classifier, offline_scores, windowing_of
+from pipeline.streaming import Classifier, is_streaming, offline_scores, windowing_of
 from pipeline.transcribe import transcribe_source
 
 TOLERANCE_MS = 500.0
 
 # grid of tune(): thresholds x smoothing spans x suppression times, at each stride
 TUNE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-TUNE_SMOOTH_MS = (100.0, 200.0, 300.0, 500.0)
+TUNE_SMOOTH_MS = (0.0, 100.0, 200.0, 300.0, 500.0)  # 0: one window, no smoothing
 TUNE_SUPPRESSION_MS = (0.0, 250.0, 500.0, 1000.0)
 TUNE_STRIDES_MS = (100.0, 200.0, 300.0, 400.0)
+TUNE_STREAM_STRIDES_MS = (10.0, 20.0, 40.0)  # a streaming model's windows cost a mean, not a model run
 TUNE_SLACK = 0.02  # objectives this close to the best (share of the truth words) are ties
 TUNE_SHOWN = 5  # settings printed by kws evaluate-stream --tune
 
@@ -106,14 +107,15 @@ def tune(
     truth: list[TruthWord],
     sample_rate: int = SAMPLE_RATE,
     tolerance_s: float = TOLERANCE_MS / 1000,
-    strides_ms: Sequence[float] = TUNE_STRIDES_MS,
+    strides_ms: Sequence[float] | None = None,
     thresholds: Sequence[float] = TUNE_THRESHOLDS,
     smooth_ms: Sequence[float] = TUNE_SMOOTH_MS,
     suppression_ms: Sequence[float] = TUNE_SUPPRESSION_MS,
 ) -> list[tuple[Settings, StreamStats]]:
     """Score every setting of the grid on a development stream; best first.
 
-    The model runs once per stride (the offline reference, equal to the streaming engine); every threshold,
+    The strides default to ``TUNE_STRIDES_MS``, or ``TUNE_STREAM_STRIDES_MS`` for a streaming model. The model
+    runs once per stride (the offline reference, equal to the streaming engine); every threshold,
     smoothing span and suppression time replays the decision rule on those outputs. The objective is
     ``correct - wrong - false positives``. Settings within ``TUNE_SLACK`` (a share of the truth words) of the
     best objective count as equally good, and among them the most conservative come first: the higher
@@ -123,7 +125,7 @@ def tune(
     wave = resample(np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, model.sample_rate)
     seconds, words, labels = len(wave) / model.sample_rate, vocabulary(model), list(model.labels)
     results = []
-    for stride in strides_ms:
+    for stride in strides_ms or (TUNE_STREAM_STRIDES_MS if is_streaming(model) else TUNE_STRIDES_MS):
         windowing = windowing_of(model, stride)
         grid = [Settings(t, stride, s, q) for t, s, q in itertools.product(thresholds, smooth_ms, suppression_ms)]
         tail = max(s.smooth_windows for s in grid) - 1

@@ -76,8 +76,10 @@ EXPERIMENTS = {
     "mixup": Experiment("base + mixup (alpha 0.2)", ("--model.mixup=0.2",)),
     "shift-200": Experiment("base, time shift ±200 ms instead of ±100", ("--data.augment.time_shift_ms=200",)),
     "long": Experiment("base, twice the epochs", ("--trainer.max_epochs=30",)),
-    "causal": Experiment("long with the streaming (causal) MatchboxNet",
+    "causal": Experiment("long with the streaming (causal) MatchboxNet, trained after another clip",
                          ("--trainer.max_epochs=30", "--model.model.causal=true")),
+    "causal-alone": Experiment("causal, each training clip alone (after zero padding)",
+                               ("--trainer.max_epochs=30", "--model.model.causal=true", "--model.stream_context=false")),
     "final": Experiment("base + unknown-30 + speed: the recipe of configs/kws12.yaml (the bundled model)",
                         ("--data.unknown_share=0.3", "--data.augment.speed=[0.85, 1.15]")),
     "tcresnet14-1.5": Experiment(

@@ -9,6 +9,7 @@ import torch
 from pipeline.augment import SpecAugmentConfig
 from pipeline.features import FeatureConfig
 from pipeline.models import ModelConfig, build_model
+from pipeline.model import KWSModel
 from pipeline.module import KWSModule
 
 # (model, classes, feature rows per frame, parameters the paper reports)
@@ -173,3 +174,26 @@ def test_causal_matchboxnet_streams_frame_by_frame_as_it_runs_whole(size: str) -
         torch.testing.assert_close(model(frames[:, :, :98]), whole[:, :98].mean(dim=1), atol=1e-5, rtol=1e-5)
         centred = _with_statistics(MatchboxNet(5, 40, size))  # the paper's model looks ahead: the check can fail
         assert not torch.allclose(centred.trunk(changed)[:, :, :150], centred.trunk(frames)[:, :, :150], atol=1e-3)
+
+
+def test_a_streaming_model_trains_on_clips_heard_after_another() -> None:
+    """With ``stream_context`` a causal model's training logits are those the streaming engine gives the clip's
+    window in a stream where the batch's previous clip came just before it; without, the clip's own."""
+    from pipeline.streaming import mean_probs, softmax, windowing_of
+
+    torch.manual_seed(0)
+    labels = ["_silence_", "_unknown_", "yes", "no"]
+    module = KWSModule(labels=labels, model=ModelConfig(name="matchboxnet", size="1x1x8", causal=True)).eval()
+    _with_statistics(module.encoder)
+    wave = torch.randn(3, 16000) * 0.1
+    with torch.inference_mode():
+        trained = module.after_context(wave)
+        module.stream_context = False
+        torch.testing.assert_close(module.after_context(wave), module(wave))
+    model = KWSModel(labels, module.feature_config, module.model_config).eval()
+    model.load_state_dict(module.state_dict(), strict=False)
+    stream = torch.cat([wave[2], wave[0]]).numpy()  # clip 0 comes after the batch's last clip
+    logits, _ = model.frame_logits(model.features(stream), model.initial_state())
+    window = mean_probs(logits[:, -98:], windowing_of(model, 10.0))[0]
+    np.testing.assert_allclose(window, softmax(trained[0].numpy()), atol=1e-5)
+    assert not np.allclose(window, softmax(module(wave)[0].detach().numpy()), atol=1e-3)

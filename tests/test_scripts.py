@@ -24,6 +24,8 @@ CROSSVAL_FOLDERS = ["--synth", "none", "--real-train", ".", "--real-test", "."]
         ("sim_to_real.py", ["--synth", "missing", "--real", "missing"], "no dataset at missing"),
         ("bench_transcribe.py", ["--ckpt", "missing.ckpt"], "missing.ckpt does not exist"),
         ("bench_latency.py", ["--ckpt", "missing.ckpt", "--source", "."], "missing.ckpt does not exist"),
+        ("bench_streaming.py", ["--windowed", "missing.ckpt", "--streaming", "x", "--commands", "c", "--other-words", "o"],
+         "missing.ckpt does not exist"),
         ("bench_data.py", ["--root", "missing"], "no dataset at missing"),
         ("bench_epoch.py", ["--corpus", "missing"], "no dataset at missing"),
         ("bench_whisper.py", ["--real", "missing", "--ckpt", "missing.ckpt"], "error:"),  # with or without the extra
