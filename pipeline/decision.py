@@ -34,6 +34,10 @@ after the window that decided it (0: by that window), even if its run goes on; i
 far, so its times are coarser (on a TTS test stream the bundled model's word centres were off by 221 ms
 median instead of 121 ms). Re-arming and suppression still keep one detection per utterance; suppression
 counts from the emission, so a word that follows closely can be decided sooner.
+
+**Bulk steps.** At a 10 ms step (a streaming model) most windows decide nothing; :meth:`Decider.steps` takes such
+stretches at once with array operations and gives exactly the words of :meth:`Decider.step` window by window
+(``tests/test_decision.py``).
 """
 
 from __future__ import annotations
