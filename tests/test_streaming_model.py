@@ -12,7 +12,7 @@ import torch
 from conftest import WORDS, one_thread, word_sequence
 from test_streaming import assert_same, stream_through
 
-from pipeline.audio import SAMPLE_RATE
+from pipeline.audio import SAMPLE_RATE, save_audio
 from pipeline.cli import main as kws
 from pipeline.data.streams import make_stream
 from pipeline.decision import Settings
@@ -52,10 +52,15 @@ def eager(causal_ckpt: Path) -> KWSModel:
 
 
 @pytest.fixture(scope="module")
-def exported(causal_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> OnnxModel:
+def export_path(causal_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export") / "causal.onnx"
     assert kws(["export", str(causal_ckpt), "--out", str(out)]) == 0  # its self-check runs the step path too
-    return OnnxModel(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(export_path: Path) -> OnnxModel:
+    return OnnxModel(export_path)
 
 
 def test_the_config_switch_trains_a_streaming_model(causal_ckpt: Path, eager: KWSModel, exported: OnnxModel) -> None:
@@ -101,3 +106,24 @@ def test_deciding_early_with_a_streaming_model(exported: OnnxModel, tone_corpus:
         assert_same(found, offline_detect(exported, audio, settings=settings))
     assert words[0.0] == words[None] and len(words[None]) >= 5
     assert np.median(delays[0.0]) < np.median(delays[None]) - 0.1
+
+
+def test_transcribe_and_the_microphone_demo_run_it_every_10_ms(causal_ckpt: Path, export_path: Path,
+                                                                tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    """Both doors take a streaming checkpoint or export as is: the demo's callback path gives the words of
+    ``kws transcribe`` with its default rule, at the streaming model's 10 ms step."""
+    import io
+
+    from rich.console import Console
+
+    from pipeline.live import HOLD_MS, build_parser, run_demo
+
+    path = tmp_path / "sequence.wav"
+    save_audio(path, word_sequence(SEQUENCE, seed=8))
+    for flags in (["--ckpt", str(causal_ckpt)], ["--model", str(export_path)]):
+        assert kws(["transcribe", str(path), *flags, "--threshold=0.5", f"--hold-ms={HOLD_MS}", "--format=jsonl"]) == 0
+        expected = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        args = build_parser().parse_args([*flags, "--threshold=0.5", "--input-file", str(path)])
+        summary = run_demo(args, Console(file=io.StringIO()))
+        assert [r["word"] for r in expected] == SEQUENCE
+        assert [(d.word, d.start, d.end) for d in summary.words] == [(r["word"], r["start"], r["end"]) for r in expected]
