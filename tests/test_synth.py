@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +23,13 @@ pytestmark = pytest.mark.skipif(
     reason="espeak-ng and flite are not installed (apt-get install -y espeak-ng flite)",
 )
 
+FESTIVAL_VOICES = ["festival-ked-diphone", "festival-kal-diphone", "festival-cmu-us-slt-arctic-hts"]
+PIPER_VOICE = "piper-en-us-joe-medium"
+HAS_FESTIVAL = bool(shutil.which("festival")) and {v.id for v in synth._festival_voices()} >= set(FESTIVAL_VOICES)
+HAS_PIPER = bool(importlib.util.find_spec("piper")) and PIPER_VOICE in {v.id for v in synth._piper_voices()}
+needs_festival = pytest.mark.skipif(not HAS_FESTIVAL, reason=f"festival voices missing ({synth.INSTALLS['festival']})")
+needs_piper = pytest.mark.skipif(not HAS_PIPER, reason=f"piper is not installed ({synth.INSTALLS['piper']})")
+
 WORDS = ["yes", "no"]
 VOICES = [
     "flite-kal16",
@@ -30,7 +39,10 @@ VOICES = [
     "espeak-en-gb-x-rp-whisper",
     "espeak-en-gb-scotland-m3",
     "espeak-en-029-croak",
+    *(FESTIVAL_VOICES[:2] if HAS_FESTIVAL else []),  # the corpus tests cover each installed engine
+    *([PIPER_VOICE] if HAS_PIPER else []),
 ]
+HELD_OUT = {"flite-kal16", "flite-slt", "espeak-en-gb-scotland-m3", *(["festival-kal-diphone"] if HAS_FESTIVAL else [])}
 CLIPS = 2
 
 
@@ -51,6 +63,12 @@ def test_voice_ids_and_split_rule():
     assert synth.Voice(synth.FLITE, "slt").split == "test"
     assert synth.Voice(synth.ESPEAK, "en-029+f1").split == "validation"
     assert synth.Voice(synth.ESPEAK, "en-gb-x-rp").split == "train"
+    # festival's kal and slt are flite's speakers: held out with them; its ked and piper's joe train
+    festival = [synth.Voice(synth.FESTIVAL, name) for name in ("ked_diphone", "kal_diphone", "cmu_us_slt_arctic_hts")]
+    assert [v.id for v in festival] == FESTIVAL_VOICES and [v.family for v in festival] == FESTIVAL_VOICES
+    assert [v.split for v in festival] == ["train", "test", "test"]
+    joe = synth.Voice(synth.PIPER, "en_US-joe-medium")
+    assert (joe.id, joe.family, joe.split) == (PIPER_VOICE, PIPER_VOICE, "train")
     assert synth.resolve_words("gsc-v2-12") == synth.resolve_words("gsc-v2-35") == WORDS_V2
     assert synth.resolve_words(" Yes,no ,yes") == ("yes", "no")
     # presets combine with each other and with words; the other-words list stays clear of the dataset's words
@@ -68,6 +86,61 @@ def test_default_voices_take_every_accent_flite_voice_and_variant_once():
     assert set(variants.values()) == {1}
     assert {v.family for v in default} == {v.family for v in everything}
     assert {"flite-kal16", "flite-slt", "espeak-en-us"} <= {v.id for v in default}
+    assert {v.id for v in everything if v.engine in (synth.FESTIVAL, synth.PIPER)} <= {v.id for v in default}
+
+
+def _f0(audio: np.ndarray) -> float:
+    """Median pitch (Hz) of the loud 50 ms frames, by autocorrelation."""
+    pitches = []
+    for start in range(0, len(audio) - 800, 320):
+        frame = audio[start : start + 800] - audio[start : start + 800].mean()
+        if np.sqrt(np.mean(frame**2)) < 0.1 * np.abs(audio).max():
+            continue
+        corr = np.correlate(frame, frame, "full")[799:]
+        lag = SAMPLE_RATE // 400 + int(np.argmax(corr[SAMPLE_RATE // 400 : SAMPLE_RATE // 60]))
+        if corr[lag] > 0.5 * corr[0]:
+            pitches.append(SAMPLE_RATE / lag)
+    return float(np.median(pitches))
+
+
+NEW_ENGINE_VOICES = [pytest.param(v, marks=needs_festival) for v in FESTIVAL_VOICES]
+NEW_ENGINE_VOICES.append(pytest.param(PIPER_VOICE, marks=needs_piper))
+
+
+@pytest.mark.parametrize("voice_id", NEW_ENGINE_VOICES)
+def test_new_engines_say_a_word_at_the_asked_rate_and_pitch(voice_id: str):
+    voice = next(v for v in synth.available_voices() if v.id == voice_id)
+    items = [("seven", 1.0, 0.0), ("seven", 0.5, 0.0), ("seven", 1.0, -1.0), ("seven", 1.0, 1.0)]
+    normal, slow, low, high = (synth._trim(audio) for audio in synth.speak(voice, items))
+    assert 0.25 < len(normal) / SAMPLE_RATE < 0.95, len(normal)  # a word, not silence or a sentence
+    assert 1.4 < len(slow) / len(normal) < 2.5  # half the rate: longer (HTS stretches the vowels most)
+    assert 0.8 < len(low) / len(normal) < 1.25 and 0.8 < len(high) / len(normal) < 1.25  # pitch keeps the rate
+    assert 80 < _f0(normal) < 250 and 1.2 < _f0(high) / _f0(low) < 2.0  # 1.15**2 resampled, 1.3**2 diphone f0
+
+
+def test_a_missing_engine_is_left_out_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+):
+    """Without festival (not on PATH) and piper (not importable), the other engines' voices are listed."""
+    which = shutil.which
+    monkeypatch.setattr(synth.shutil, "which", lambda name: None if name == synth.FESTIVAL else which(name))
+    monkeypatch.setitem(sys.modules, "piper", None)  # find_spec and import see no piper
+    synth._voices_by_engine.cache_clear()
+    try:
+        status = cli.main(["synth", "--list-voices"])
+        out, err = capsys.readouterr()
+        assert status == 0 and "flite-slt" in out and "espeak-en-us " in out
+        assert "festival-" not in out and "piper-" not in out
+        lines = err.strip().splitlines()
+        assert len(lines) == 2 and all(line.startswith("warning:") for line in lines), err
+        assert "festival is not installed" in err and synth.FESTIVAL_PACKAGES in err
+        assert "piper is not installed" in err and "kws-pipeline[voices]" in err
+        for pattern, engine in (("festival-*", "festival"), (PIPER_VOICE, "piper")):
+            status, err = _synth_cli(capsys, "--words", "yes", "--out", str(tmp_path / "out"), "--voices", pattern)
+            assert status == 2 and f"asks for {engine} voices, which are not installed: run" in err
+            assert err.count("error:") == 1 and "Traceback" not in err and not (tmp_path / "out").exists()
+    finally:
+        synth._voices_by_engine.cache_clear()
 
 
 def test_layout_and_clip_format(corpus: Path):
@@ -99,7 +172,7 @@ def test_splits_are_voice_disjoint_and_held_out_voices_differ_in_kind(corpus: Pa
     speakers = {split: {speaker_of(rel) for rel in rels} for split, rels in lists.items()}
     speakers["train"] = set(VOICES) - speakers["validation"] - speakers["test"]
     assert not speakers["validation"] & speakers["test"]
-    assert speakers["test"] == {"flite-kal16", "flite-slt", "espeak-en-gb-scotland-m3"}
+    assert speakers["test"] == HELD_OUT
     assert speakers["validation"] == {"espeak-en-029-croak"}
     assert not any(s.startswith("flite") for s in speakers["train"] | speakers["validation"])
     for split, rels in lists.items():  # every clip of a held-out voice is listed
@@ -119,7 +192,9 @@ def test_same_seed_gives_identical_files_and_another_seed_other_clips(corpus: Pa
 def test_rerun_after_interruption_completes_the_same_corpus(corpus: Path, tmp_path: Path):
     out = tmp_path / "resumed"
     shutil.copytree(corpus, out)
-    for rel in ("yes/flite-slt_nohash_1.wav", "no/espeak-en-us-f3_nohash_0.wav", f"{NOISE_DIR}/white_noise.wav"):
+    removed = ["yes/flite-slt_nohash_1.wav", "no/espeak-en-us-f3_nohash_0.wav", f"{NOISE_DIR}/white_noise.wav"]
+    removed += [f"no/{voice}_nohash_1.wav" for voice in VOICES if voice.startswith(("festival", "piper"))]
+    for rel in removed:
         (out / rel).unlink()
     (out / TESTING_LIST).unlink()
     (out / "no" / ".espeak-en-us_nohash_1.wav.abc123.tmp").write_bytes(b"RIFF")  # a killed write

