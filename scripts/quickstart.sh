@@ -8,7 +8,11 @@ export PATH="$PWD/.venv/bin:$PATH"
 corpus=data/synth_gsc12
 run=runs/quickstart
 
-kws synth --words gsc-v2-12 --clips-per-voice 3 --out "$corpus"
+if [ -f "$corpus/testing_list.txt" ]; then  # written last: the corpus is complete (maybe from older voices)
+  echo "quickstart: using the TTS corpus already in $corpus"
+else
+  kws synth --words gsc-v2-12 --clips-per-voice 3 --out "$corpus"
+fi
 if [ -f "$run/config.yaml" ]; then
   kws fit --config configs/quickstart.yaml --data.root "$corpus" --ckpt_path last   # finish or reuse the run
 else
