@@ -23,6 +23,10 @@ kws test --config "$run/config.yaml" --ckpt_path "$ckpt"
 # a one-minute file of words spoken by held-out voices over noise, transcribed by the streaming engine
 kws make-stream --source "$corpus" --split test --minutes 1 --out "$run/demo.wav"
 kws transcribe "$run/demo.wav" --ckpt "$ckpt"
+echo "what was said: the command words of $run/demo.csv (its other words are the model's _unknown_)"
+awk -F, 'NR > 1 && $1 ~ /^(yes|no|up|down|left|right|on|off|stop|go)$/ {printf "%10.2f - %8.2f s  %s\n", $2, $3, $1}' \
+  "$run/demo.csv"
+kws evaluate-stream "$run/demo.wav" --ckpt "$ckpt"   # found, wrong and false words, scored against that list
 echo
 echo "checkpoint: $ckpt"
 echo "use it:     .venv/bin/kws transcribe <audio files> --ckpt $ckpt"
