@@ -126,8 +126,11 @@ def quantize(model_bytes: bytes) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(model_bytes)
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, nodes_to_exclude=keep,
-                         op_types_to_quantize=["Conv", "MatMul", "Gemm"])  # fmt: skip
+        try:
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8, nodes_to_exclude=keep,
+                             op_types_to_quantize=["Conv", "MatMul", "Gemm"])  # fmt: skip
+        except Exception as err:  # the quantizer raises plain errors for graphs it cannot handle
+            raise KWSError(f"int8 quantization failed ({first_line(err)[:160]}); the float export is written") from None
         return target.read_bytes()
 
 

@@ -123,6 +123,7 @@ class KWSModel(nn.Module):
         import onnx
 
         graph = onnx.load_from_string(buffer.getvalue())
+        _drop_weight_aliases(graph.graph)
         meta = {"kws_format": FORMAT, "labels": json.dumps(self.labels),
                 "features": json.dumps(asdict(self.front_end.config)),
                 "sample_rate": self.sample_rate, "win_length": self.win_length, "hop_length": self.hop_length,
@@ -130,6 +131,21 @@ class KWSModel(nn.Module):
         for key, value in meta.items():
             graph.metadata_props.add(key=key, value=str(value))
         return graph.SerializeToString()
+
+
+def _drop_weight_aliases(graph: Any) -> None:
+    """Let every node read shared weights from their initializer: the exporter gives a second path that uses
+    the same weights (a streaming model's step) ``Identity`` copies, which ONNX Runtime's quantizer refuses."""
+    initializers = {tensor.name for tensor in graph.initializer}
+    aliases = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in initializers}
+    outputs = {o.name for o in graph.output}
+    aliases = {alias: name for alias, name in aliases.items() if alias not in outputs}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = aliases.get(name, name)
+    kept = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] in aliases)]
+    del graph.node[:]
+    graph.node.extend(kept)
 
 
 class _Paths(nn.Module):

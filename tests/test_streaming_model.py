@@ -54,7 +54,7 @@ def eager(causal_ckpt: Path) -> KWSModel:
 @pytest.fixture(scope="module")
 def export_path(causal_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export") / "causal.onnx"
-    assert kws(["export", str(causal_ckpt), "--out", str(out)]) == 0  # its self-check runs the step path too
+    assert kws(["export", str(causal_ckpt), "--out", str(out), "--int8"]) == 0  # the self-check runs the step too
     return out
 
 
@@ -63,11 +63,15 @@ def exported(export_path: Path) -> OnnxModel:
     return OnnxModel(export_path)
 
 
-def test_the_config_switch_trains_a_streaming_model(causal_ckpt: Path, eager: KWSModel, exported: OnnxModel) -> None:
+def test_the_config_switch_trains_a_streaming_model(causal_ckpt: Path, eager: KWSModel, exported: OnnxModel,
+                                                    export_path: Path) -> None:  # fmt: skip
     hparams = torch.load(causal_ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
     assert hparams["model"]["name"] == "matchboxnet" and hparams["model"]["causal"] is True
     assert eager.streaming and exported.streaming and load_model(causal_ckpt).streaming
     assert Detector(exported).settings.stride_ms == STREAM_STRIDE_MS  # it decides every 10 ms by default
+    int8 = OnnxModel(export_path.with_suffix(".int8.onnx"))  # the step path quantizes too (shared weights)
+    logits, state = int8.frame_logits(np.zeros((int8.n_features, 5), np.float32), int8.initial_state())
+    assert int8.streaming and logits.shape == (len(int8.labels), 5) and state.shape == int8.initial_state().shape
     audio = word_sequence(SEQUENCE, seed=5)
     # the stream's first window has the same past (none) as a training clip: the window classifier's scores
     first = softmax(eager.logits(eager.features(audio[:SAMPLE_RATE])[None]))[0]
