@@ -29,7 +29,7 @@ stream a window's first frames see the audio before it, where training clips saw
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -84,7 +84,7 @@ class StreamingClassifier(Classifier, Protocol):
         ...
 
 
-def is_streaming(model: Classifier) -> bool:
+def is_streaming(model: Classifier) -> TypeGuard[StreamingClassifier]:
     """Whether ``model`` runs frame by frame (a causal model) rather than window by window."""
     return bool(getattr(model, "streaming", False))
 

@@ -13,8 +13,6 @@ state carried over, it gives the same frame logits.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
 from torch import Tensor, nn
 
@@ -49,16 +47,6 @@ class CausalConv1d(nn.Conv1d):
         return self._conv_forward(x, self.weight, self.bias)
 
 
-class CausalEncoder(Protocol):
-    """What :class:`StreamingForm` needs of an encoder built with ``causal=True``."""
-
-    causal: bool
-
-    def frame_logits(self, features: Tensor) -> Tensor:
-        """``(batch, n_features, frames)`` -> ``(batch, frames, n_classes)``; their mean over frames is ``forward``."""
-        ...
-
-
 class StreamingForm(nn.Module):
     """A causal encoder as a step function: ``(frames, state) -> (frame logits, next state)``.
 
@@ -66,7 +54,9 @@ class StreamingForm(nn.Module):
     in module order (a single tensor keeps the exported ONNX graph's interface fixed).
 
     Args:
-        encoder: A model built with ``causal=True`` (e.g. ``MatchboxNet(..., causal=True)``).
+        encoder: A model built with ``causal=True`` (e.g. ``MatchboxNet(..., causal=True)``): its convolutions
+            over time are :class:`CausalConv1d` and its ``frame_logits(features)`` gives ``(batch, frames,
+            n_classes)`` logits whose mean over the frames is its ``forward``.
 
     Example:
         >>> step = StreamingForm(MatchboxNet(12, 64, causal=True).eval())  # doctest: +SKIP
