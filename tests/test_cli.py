@@ -154,7 +154,7 @@ def test_compile_and_bf16_switches_keep_the_checkpoint_portable(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert _fit(tone_corpus, "--model.compile=true", "--trainer.precision=bf16-mixed", "--trainer.max_epochs=1",
-                "--model.model.name=tcresnet", "--run=switches", "--model.mixup=0.2",
+                "--model.model.name=tcresnet", "--model.model.size=8", "--run=switches", "--model.mixup=0.2",
                 "--data.augment.speed=[0.9, 1.1]") == 0  # fmt: skip
     ckpt = tmp_path / "runs" / "switches" / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -173,5 +173,6 @@ def test_a_run_that_failed_before_its_first_checkpoint_can_be_started_again(
     monkeypatch.chdir(tmp_path)
     assert _fit(tone_corpus, "--run=retry", "--model.model.name=tcresnet", "--model.model.size=s") == 2
     assert "model.size of tcresnet" in capsys.readouterr().err
-    assert _fit(tone_corpus, "--run=retry", "--model.model.name=tcresnet", "--trainer.max_epochs=1") == 0
+    assert _fit(tone_corpus, "--run=retry", "--model.model.name=tcresnet", "--model.model.size=8",
+                "--trainer.max_epochs=1") == 0
     assert (tmp_path / "runs" / "retry" / "checkpoints" / "last.ckpt").is_file()
