@@ -111,12 +111,13 @@ def tune(
     thresholds: Sequence[float] = TUNE_THRESHOLDS,
     smooth_ms: Sequence[float] = TUNE_SMOOTH_MS,
     suppression_ms: Sequence[float] = TUNE_SUPPRESSION_MS,
+    hold_ms: float | None = None,
 ) -> list[tuple[Settings, StreamStats]]:
     """Score every setting of the grid on a development stream; best first.
 
     The strides default to ``TUNE_STRIDES_MS``, or ``TUNE_STREAM_STRIDES_MS`` for a streaming model. The model
     runs once per stride (the offline reference, equal to the streaming engine); every threshold,
-    smoothing span and suppression time replays the decision rule on those outputs. The objective is
+    smoothing span and suppression time replays the decision rule (with ``hold_ms``) on those outputs. The objective is
     ``correct - wrong - false positives``. Settings within ``TUNE_SLACK`` (a share of the truth words) of the
     best objective count as equally good, and among them the most conservative come first: the higher
     threshold, then the longer suppression, the longer smoothing and the longer stride (cheaper). This guards
@@ -127,7 +128,8 @@ def tune(
     results = []
     for stride in strides_ms or (TUNE_STREAM_STRIDES_MS if is_streaming(model) else TUNE_STRIDES_MS):
         windowing = windowing_of(model, stride)
-        grid = [Settings(t, stride, s, q) for t, s, q in itertools.product(thresholds, smooth_ms, suppression_ms)]
+        grid = [Settings(t, stride, s, q, hold_ms)
+                for t, s, q in itertools.product(thresholds, smooth_ms, suppression_ms)]  # fmt: skip
         tail = max(s.smooth_windows for s in grid) - 1
         probs = offline_scores(model, wave, stride, tail)
         base = len(probs) - tail

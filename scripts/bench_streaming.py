@@ -25,7 +25,6 @@ Usage (the streams of scripts/crossval.py's fold 0, whose speakers neither model
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import tempfile
 from dataclasses import dataclass
@@ -37,10 +36,9 @@ from pipeline.arguments import CHUNK_SAMPLES
 from pipeline.audio import SAMPLE_RATE, read_audio, save_audio
 from pipeline.console import run_script
 from pipeline.data.streams import read_truth, truth_path
-from pipeline.decision import decide
 from pipeline.model import load_model
-from pipeline.stream_eval import TOLERANCE_MS, score_stream, vocabulary
-from pipeline.streaming import Classifier, Detector, offline_scores
+from pipeline.stream_eval import TOLERANCE_MS, score_stream, tune, vocabulary
+from pipeline.streaming import Classifier, Detector
 from pipeline.transcribe import transcribe_source
 
 from bench_latency import delays, play  # the demo's callback path, and the delay of each found word
@@ -132,21 +130,18 @@ def main() -> int:
 
 
 def trade_offs(detector: Detector, commands: str, other_words: str, thresholds: list[float]) -> list[tuple[float, float]]:
-    """Per threshold, the share of command words found correctly and the false accepts per hour, with the
-    detector's other settings."""
-    model, settings, truth = detector.model, detector.settings, read_truth(truth_path(commands))
-    tail = settings.smooth_windows - 1
-    scores = {path: (offline_scores(model, audio, settings.stride_ms, tail), len(audio) / model.sample_rate)
-              for path in (commands, other_words) for audio in [read_audio(path, model.sample_rate)]}  # fmt: skip
-    out = []
-    for threshold in thresholds:
-        rule = dataclasses.replace(settings, threshold=threshold)
-        (found, seconds), (noise, noise_seconds) = (
-            (decide(probs, list(model.labels), rule, detector.windowing), seconds) for probs, seconds in scores.values()
-        )
-        stats = score_stream(found, truth, vocabulary(model), seconds, TOLERANCE_MS / 1000)
-        out.append((stats.percent(stats.correct), len(noise) * 3600 / noise_seconds))
-    return out
+    """Per threshold, the share of command words found correctly and the false accepts per hour (every
+    detection on the other-words stream), with the detector's other settings: ``tune`` on each stream."""
+    model, s = detector.model, detector.settings
+
+    def by_threshold(path: str) -> dict:
+        rows = tune(model, read_audio(path, model.sample_rate), read_truth(truth_path(path)), model.sample_rate,
+                    TOLERANCE_MS / 1000, (s.stride_ms,), thresholds, (s.smooth_ms,), (s.suppression_ms,), s.hold_ms)
+        return {settings.threshold: stats for settings, stats in rows}
+
+    found, noise = by_threshold(commands), by_threshold(other_words)
+    return [(found[t].percent(found[t].correct), (noise[t].wrong + noise[t].false_positives) * 3600 / noise[t].seconds)
+            for t in thresholds]  # fmt: skip
 
 
 if __name__ == "__main__":
