@@ -118,6 +118,52 @@ def test_new_engines_say_a_word_at_the_asked_rate_and_pitch(voice_id: str):
     assert 80 < _f0(normal) < 250 and 1.2 < _f0(high) / _f0(low) < 2.0  # 1.15**2 resampled, 1.3**2 diphone f0
 
 
+STYLE_VOICES = ["espeak-en-gb-x-rp-f3", pytest.param(PIPER_VOICE, marks=needs_piper)]  # flite and festival: no change
+
+
+@pytest.mark.parametrize("voice_id", STYLE_VOICES)
+def test_speaking_styles_set_the_intonation(voice_id: str):
+    """A statement falls, a question rises, an exclamation starts higher than a statement."""
+    voice = next(v for v in synth.available_voices() if v.id == voice_id)
+    said = synth.speak(voice, [synth.Say("seven", style=style) for style in synth.STYLES])
+    halves = {}
+    for style, audio in zip(synth.STYLES, said):
+        speech = synth._trim(audio)
+        halves[style] = _f0(speech[: len(speech) // 2]), _f0(speech[len(speech) // 2 :])
+    (start, end), (q_start, q_end) = halves["statement"], halves["question"]
+    assert end < 0.95 * start and q_end > 1.03 * q_start, halves
+    assert halves["exclamation"][0] > 1.05 * start, halves
+
+
+def test_each_clip_draws_a_style(tmp_path: Path, capsys: pytest.CaptureFixture):
+    voices, clips, styles = ["espeak-en-us"], 8, list(synth.STYLES)
+    plain = synth.synthesize(["seven"], tmp_path / "plain", clips, voices=voices, jobs=1)
+    styled = synth.synthesize(["seven"], tmp_path / "styled", clips, voices=voices, jobs=1, styles=styles)
+    assert json.loads((styled / synth.MARKER).read_text())["styles"] == styles
+    drawn = [styles[int(synth._rng(0, "seven", voices[0], n).uniform(size=7)[6] * len(styles))] for n in range(clips)]
+    assert len(set(drawn)) >= 3, drawn
+    for n, style in enumerate(drawn):  # (espeak-ng says a voice's clips in one call: statements move a little too)
+        rel = f"seven/espeak-en-us_nohash_{n}.wav"
+        plain_audio, styled_audio = sf.read(plain / rel)[0], sf.read(styled / rel)[0]
+        assert style == "statement" or np.abs(plain_audio - styled_audio).max() > 0.2 * np.abs(plain_audio).max()
+    status, err = _synth_cli(capsys, "--words", "seven", "--out", str(styled), "--voices", "espeak-en-us",
+                             "--clips-per-voice", str(clips))  # fmt: skip
+    assert status == 2 and "made with different --styles:" in err
+    status, err = _synth_cli(capsys, "--words", "seven", "--out", str(tmp_path / "new"), "--styles", "question,shout")
+    assert status == 2 and "error: unknown speaking style 'shout': choose from statement, question" in err
+    assert err.count("error:") == 1 and not (tmp_path / "new").exists()
+
+
+def test_pitch_spread_zero_keeps_each_voice_at_its_own_pitch(tmp_path: Path, capsys: pytest.CaptureFixture):
+    f0s = {}
+    for spread in (0.0, 1.0):
+        out = synth.synthesize(["seven"], tmp_path / str(spread), 6, voices=["espeak-en-us"], jobs=1, pitch_spread=spread)
+        f0s[spread] = [_f0(sf.read(path)[0]) for path in sorted((out / "seven").glob("*.wav"))]
+    assert max(f0s[0.0]) / min(f0s[0.0]) < 1.2 < 1.4 < max(f0s[1.0]) / min(f0s[1.0]), f0s
+    status, err = _synth_cli(capsys, "--words", "seven", "--out", str(tmp_path / "new"), "--pitch-spread", "2")
+    assert status == 2 and "error: --pitch-spread must be between 0 and 1, not 2.0" in err
+
+
 def test_a_missing_engine_is_left_out_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ):

@@ -129,6 +129,12 @@ RATE_OCTAVES = (-0.75, 0.25)  # speaking rate = default x 2**uniform(...): slowe
 PITCH_SPAN = 1.3  # pitch in [-1, 1]: flite and festival mean pitch x 1.3**pitch, espeak-ng SSML pitch +-50 %
 RESAMPLED_PITCH_SPAN = 1.15  # a pitch shift by resampling moves the formants too: a smaller span
 RESAMPLED_STEP = 100  # Hz: the rate a shifted voice is read at is a multiple (a short resampling kernel)
+# speaking styles: the mark that closes what is said (none: a word alone), whose intonation espeak-ng and piper
+# follow; flite and festival say a lone word the same whatever the mark
+STYLES = {"statement": "", "question": "?", "exclamation": "!", "list": ","}
+DEFAULT_STYLES = ("statement",)
+DEFAULT_PITCH_SPREAD = 1.0  # each clip's pitch is drawn in [-spread, spread] (see Say)
+MARKER_DEFAULTS = {"styles": list(DEFAULT_STYLES), "pitch_spread": DEFAULT_PITCH_SPREAD}  # markers from before them
 PAUSE_MS = 600  # between the words of one espeak-ng call
 SILENT, MIN_PAUSE = 1e-3, int(0.3 * SAMPLE_RATE)  # the audio is cut at the longest quieter stretches
 PEAK_DB = (-20.0, -1.0)  # peak level of a clip
@@ -175,13 +181,20 @@ class Voice:
 class Say(NamedTuple):
     """One thing to say: ``rate`` multiplies the speaking rate, ``pitch`` in [-1, 1] lowers or raises the
     voice, ``noise`` and ``noise_w`` in [0, 1] place piper's noise scales in ``PIPER_NOISE``, ``PIPER_NOISE_W``
-    (the other engines have none)."""
+    (the other engines have none), ``style`` is a key of ``STYLES``: the intonation of a statement, a
+    question, an exclamation or an item of a list, which every engine reads from the closing mark."""
 
     text: str
     rate: float = 1.0
     pitch: float = 0.0
     noise: float = 0.5
     noise_w: float = 0.5
+    style: str = "statement"
+
+    @property
+    def said(self) -> str:
+        """The text with the closing mark of its style."""
+        return self.text + STYLES[self.style]
 
 
 def _run(cmd: list[str], stdin: str | None = None, made: Sequence[Path] = ()) -> bytes:
@@ -354,7 +367,7 @@ def _resampled_pitch(pitch: float) -> float:
 
 
 def _espeak_wav(voice: Voice, items: Sequence[Say]) -> bytes:
-    said = [f'<s><prosody rate="{s.rate:.0%}" pitch="{50 * s.pitch:+.0f}%">{s.text}</prosody></s>' for s in items]
+    said = [f'<s><prosody rate="{s.rate:.0%}" pitch="{50 * s.pitch:+.0f}%">{s.said}</prosody></s>' for s in items]
     ssml = "<speak>" + f'<break time="{PAUSE_MS}ms"/>'.join(said) + "</speak>"
     return _run([ESPEAK, "-m", "-v", voice.name, "--stdout", ssml])
 
@@ -383,7 +396,7 @@ def _flite(voice: Voice, items: Sequence[Say]) -> list[np.ndarray]:
     for say in items:
         f0 = FLITE_F0.get(voice.name, FLITE_DEFAULT_F0) * PITCH_SPAN**say.pitch
         settings = ["--setf", f"duration_stretch={1 / say.rate:.4f}", "--setf", f"int_f0_target_mean={f0:.1f}"]
-        clips.append(_decode(_run([FLITE, "-voice", voice.name, *settings, "-t", say.text, "-o", "/dev/stdout"])))
+        clips.append(_decode(_run([FLITE, "-voice", voice.name, *settings, "-t", say.said, "-o", "/dev/stdout"])))
     return clips
 
 
@@ -394,7 +407,7 @@ def _festival(voice: Voice, items: Sequence[Say]) -> list[np.ndarray]:
     with tempfile.TemporaryDirectory(prefix="kws-festival-") as folder:
         files = [Path(folder, f"{i}.wav") for i in range(len(items))]
         script = FESTIVAL_SETUP.format(voice=voice.name) + "".join(
-            f'(kws_say "{say.text}" {say.rate / speed:.4f} {f0:.4f} "{file}")\n'
+            f'(kws_say "{say.said}" {say.rate / speed:.4f} {f0:.4f} "{file}")\n'
             for say, f0, speed, file in zip(items, f0s, speeds, files)
         )
         _run([FESTIVAL, "--pipe"], script, made=files)
@@ -430,7 +443,7 @@ def _piper(voice: Voice, items: Sequence[Say]) -> list[np.ndarray]:
             noise_scale=PIPER_NOISE[0] + say.noise * (PIPER_NOISE[1] - PIPER_NOISE[0]),
             noise_w_scale=PIPER_NOISE_W[0] + say.noise_w * (PIPER_NOISE_W[1] - PIPER_NOISE_W[0]),
         )
-        audio = [chunk.audio_float_array for chunk in model.synthesize(say.text, config)]
+        audio = [chunk.audio_float_array for chunk in model.synthesize(say.said, config)]
         clips.append(_at_16k(np.concatenate([np.zeros(0, np.float32), *audio]), model.config.sample_rate, speed))
     return clips
 
@@ -462,16 +475,29 @@ def clip_name(word: str, voice: Voice, n: int) -> str:
     return f"{word}/{voice.id}_nohash_{n}.wav"
 
 
-def render_voice(out: Path, voice: Voice, words: Sequence[str], clips_per_voice: int, seed: int) -> int:
+def render_voice(
+    out: Path,
+    voice: Voice,
+    words: Sequence[str],
+    clips_per_voice: int,
+    seed: int,
+    styles: Sequence[str] = DEFAULT_STYLES,
+    pitch_spread: float = DEFAULT_PITCH_SPREAD,
+) -> int:
     """Write the missing clips of ``voice`` into ``out``; returns how many were written.
 
-    Clip ``n`` of a word draws its rate, pitch, level, onset and noise scales from ``(seed, word, voice, n)``.
+    Clip ``n`` of a word draws its rate, pitch (in ``[-pitch_spread, pitch_spread]``), level, onset, noise
+    scales and style (one of ``styles``, keys of ``STYLES``) from ``(seed, word, voice, n)``.
     All the clips of the voice are rendered together even when some exist, so a file never depends on which
     were missing.
     """
-    draws = {(w, n): _rng(seed, w, voice.id, n).uniform(size=6) for w in words for n in range(clips_per_voice)}
+    draws = {(w, n): _rng(seed, w, voice.id, n).uniform(size=7) for w in words for n in range(clips_per_voice)}
     low, high = RATE_OCTAVES
-    items = [Say(w, 2 ** (low + d[0] * (high - low)), 2 * d[1] - 1, d[4], d[5]) for (w, _), d in draws.items()]
+    items = [
+        Say(w, rate=2 ** (low + d[0] * (high - low)), pitch=pitch_spread * (2 * d[1] - 1), noise=d[4], noise_w=d[5],
+            style=styles[int(d[6] * len(styles))])
+        for (w, _), d in draws.items()
+    ]
     longest, written = int(MAX_SPEECH_SECONDS * SAMPLE_RATE), 0
     for ((word, n), draw), say, audio in zip(draws.items(), items, speak(voice, items)):
         path = out / clip_name(word, voice, n)
@@ -536,7 +562,7 @@ def _call(job: Callable[[], int]) -> int:
 def _check_out(out: Path, settings: dict) -> None:
     marker = out / MARKER
     if marker.is_file():
-        old = json.loads(marker.read_text())
+        old = {**MARKER_DEFAULTS, **json.loads(marker.read_text())}
         if changed := ["--" + key.replace("_", "-") for key in settings if old.get(key) != settings[key]]:
             raise DataError(
                 f"{out} holds a kws synth corpus made with different {', '.join(changed)}: "
@@ -554,6 +580,8 @@ def synthesize(
     jobs: int | None = None,
     voices: Sequence[str] | None = None,
     noise_dir: str | os.PathLike | None = None,
+    styles: Sequence[str] = DEFAULT_STYLES,
+    pitch_spread: float = DEFAULT_PITCH_SPREAD,
 ) -> Path:
     """Render a corpus into ``out`` (see the module docstring) and return ``out``.
 
@@ -565,14 +593,21 @@ def synthesize(
         jobs: Worker processes (default: one per CPU).
         voices: Globs over voice ids (``all`` for every voice); ``None`` takes :func:`default_voices`.
         noise_dir: A folder of real noise recordings for ``_background_noise_`` instead of generated noise.
+        styles: Speaking styles (keys of ``STYLES``) that each clip draws one of.
+        pitch_spread: How far each clip's pitch is drawn from the voice's own, 0-1 (see :class:`Say`).
 
     Raises:
         DataError: no TTS engine, bad words or voices, an output folder that is not this corpus, or a
-            noise folder without audio.
+            noise folder without audio, an unknown style, a pitch spread outside 0-1.
     """
     words, out, chosen = resolve_words(words), Path(out), select_voices(voices)
     if clips_per_voice < 1 or (jobs is not None and jobs < 1):
         raise DataError(f"--clips-per-voice and --jobs must be at least 1, not {clips_per_voice} and {jobs}")
+    if not styles or (unknown := [style for style in styles if style not in STYLES]):
+        given = ", ".join(map(repr, unknown)) if styles else "(none)"
+        raise DataError(f"unknown speaking style {given}: choose from {', '.join(STYLES)}")
+    if not 0 <= pitch_spread <= 1:
+        raise DataError(f"--pitch-spread must be between 0 and 1, not {pitch_spread}")
     noise_files = []
     if noise_dir is not None:
         noise_dir = Path(noise_dir)
@@ -585,6 +620,8 @@ def synthesize(
         "seed": seed,
         "clips_per_voice": clips_per_voice,
         "noise_dir": None if noise_dir is None else str(noise_dir.resolve()),
+        "styles": list(styles),
+        "pitch_spread": pitch_spread,
     }
     _check_out(out, settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -605,7 +642,8 @@ def synthesize(
         names = [clip_name(word, voice, n) for word in words for n in range(clips_per_voice)]
         lists.get(voice.split, []).extend(names)
         if missing := sum(not (out / name).exists() for name in names):
-            todo.append((missing, functools.partial(render_voice, out, voice, words, clips_per_voice, seed)))
+            render = functools.partial(render_voice, out, voice, words, clips_per_voice, seed, styles, pitch_spread)
+            todo.append((missing, render))
 
     begin, total = time.perf_counter(), sum(count for count, _ in todo)
     if todo:
@@ -645,6 +683,12 @@ def main(argv: list[str] | None = None) -> int:
     add("--noise-dir", type=Path, help="folder of noise recordings for _background_noise_ instead of generated noise")
     add("--voices", default="default", help="comma-separated globs over voice ids (see --list-voices), 'all', or "
         "'default' (the default): every accent and other engine's voice, each espeak-ng variant once")  # fmt: skip
+    add("--styles", default=",".join(DEFAULT_STYLES), help=f"comma-separated speaking styles that each clip draws "
+        f"one of, from {', '.join(STYLES)}: the intonation of the word alone, asked, exclaimed or listed (espeak-ng "
+        "and piper voices; default: %(default)s)")
+    add("--pitch-spread", type=float, default=DEFAULT_PITCH_SPREAD, help="how far each clip's pitch is drawn from "
+        "the voice's own, 0-1: 0 keeps it, 1 (the default) reaches +-50 %% on espeak-ng, x1.3 or /1.3 on flite and "
+        "festival's diphone voices, x1.15 or /1.15 by resampling on festival's HTS voice and piper")
     add("--list-voices", action="store_true", help="list the installed voices with engine, split and default set")
     args = parser.parse_args(argv)
     if args.list_voices:
@@ -655,5 +699,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.words is None or args.out is None:
         parser.error("--words and --out are required")
-    synthesize(args.words, args.out, args.clips_per_voice, args.seed, args.jobs, args.voices.split(","), args.noise_dir)
+    synthesize(args.words, args.out, args.clips_per_voice, args.seed, args.jobs, args.voices.split(","), args.noise_dir,
+                args.styles.split(","), args.pitch_spread)
     return 0
