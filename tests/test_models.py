@@ -59,6 +59,7 @@ def test_every_variant_builds_and_runs(model: ModelConfig) -> None:
         (ModelConfig(name="tcresnet", size="8", dropout=0.0), FeatureConfig(kind="mfcc")),
         (ModelConfig(name="matchboxnet", size="3x1x64"), FeatureConfig(kind="mfcc", n_mels=64, n_mfcc=64)),
         (ModelConfig(name="matchboxnet", size="3x1x64", causal=True), FeatureConfig(kind="mfcc")),
+        (ModelConfig(name="matchboxnet", size="3x1x64", cmn=True), FeatureConfig(kind="mfcc", n_mfcc=20)),
     ],
 )
 def test_overfits_a_tiny_batch(model: ModelConfig, features: FeatureConfig) -> None:
@@ -93,6 +94,8 @@ def test_bad_model_settings_are_explained() -> None:
         KWSModule(labels=["a"], model=ModelConfig(name="matchboxnet", size="3x64"))
     with pytest.raises(ValueError, match="model.causal is available for matchboxnet only, not tcresnet"):
         KWSModule(labels=["a"], model=ModelConfig(name="tcresnet", causal=True))
+    with pytest.raises(ValueError, match="model.cmn needs the whole window, so a causal"):
+        KWSModule(labels=["a"], model=ModelConfig(name="matchboxnet", causal=True, cmn=True))
 
 
 def test_sub_spectral_norm_inference_form_matches_batch_norm() -> None:

@@ -25,6 +25,8 @@ from pipeline.module import KWSModule
 from pipeline.data.streams import make_stream, read_truth
 from pipeline.stream_eval import TUNE_SHOWN, score_stream, vocabulary
 from pipeline.decision import Settings
+from pipeline.features import FeatureConfig
+from pipeline.models import ModelConfig
 from pipeline.model import KWSModel, load_model
 from pipeline.onnx_model import OnnxModel
 from pipeline.streaming import Detector, offline_detect, offline_scores, window_probs
@@ -130,6 +132,26 @@ def test_deciding_early_emits_sooner(model: OnnxModel, tone_corpus: Path, chunk:
         assert_same(found, offline_detect(model, audio, settings=Settings(**TONE_DETECTOR, hold_ms=hold)))
     assert words[0.0] == words[None] and len(words[None]) >= 5
     assert np.median(delays[0.0]) < np.median(delays[None]) - 0.15  # at least a stride sooner
+
+
+def test_window_cmn_ignores_a_fixed_filter_and_streams_as_it_runs_offline() -> None:
+    """``model.cmn``: a constant added to each feature row (a fixed filter on the audio) leaves the logits as they
+    are, where the plain model's move; the engine's scores, in PyTorch and ONNX Runtime, equal the offline run."""
+    torch.manual_seed(0)
+    labels, features = [SILENCE, UNKNOWN, *WORDS], FeatureConfig(n_mels=40, n_mfcc=20)
+    normalised, plain = (KWSModel(labels, features, ModelConfig(name="matchboxnet", size="1x1x8", cmn=cmn)).eval()
+                         for cmn in (True, False))  # fmt: skip
+    audio = word_sequence(["up", "no", "yes"], seed=5)
+    windows = normalised.features(sliding_window_view(audio, SAMPLE_RATE)[::4000])
+    tilt = 10 * np.random.default_rng(1).standard_normal((1, windows.shape[1], 1)).astype(np.float32)  # dB scale
+    np.testing.assert_allclose(normalised.logits(windows + tilt), normalised.logits(windows), atol=1e-4)
+    assert np.abs(plain.logits(windows + tilt) - plain.logits(windows)).max() > 1e-2
+    settings = Settings(**TONE_DETECTOR)
+    reference = offline_scores(normalised, audio, settings.stride_ms, settings.smooth_windows - 1)
+    for runtime in (normalised, OnnxModel(normalised.to_onnx())):
+        for chunk in (160, 1234, None):
+            _, probs = stream_through(Detector(runtime, **TONE_DETECTOR), audio, chunk)
+            np.testing.assert_allclose(probs, reference, atol=1e-5)
 
 
 def test_smoothing_and_short_audio(model: OnnxModel) -> None:

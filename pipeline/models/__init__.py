@@ -6,7 +6,7 @@ import inspect
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from torch import nn
+from torch import Tensor, nn
 
 from pipeline.errors import KWSError
 
@@ -31,6 +31,8 @@ class ModelConfig:
         dropout: Dropout of DS-CNN, TC-ResNet and MatchboxNet (default: each model's own).
         causal: Streaming form (MatchboxNet only): convolutions over time see only the past, so the streaming
             engine computes each frame once and decides every 10-20 ms (:mod:`pipeline.models.causal`).
+        cmn: Cepstral mean normalisation of each window (:class:`WindowCMN`) before the model: what a voice, a
+            microphone or a room adds to every frame's log spectrum is taken away. Window models only.
     """
 
     name: Literal["bcresnet", "dscnn", "tcresnet", "matchboxnet"] = "bcresnet"
@@ -38,6 +40,25 @@ class ModelConfig:
     size: str | None = None
     dropout: float | None = None
     causal: bool = False
+    cmn: bool = False
+
+
+class WindowCMN(nn.Module):
+    """Subtract from each feature row its mean over the window's frames (cepstral mean normalisation).
+
+    A fixed filter on the audio (a voice's timbre, a microphone, a room's colouring) adds a constant to each
+    log-mel band, and so to each cepstral coefficient of every frame: the window's mean takes it away. It
+    works on whole windows, after the streaming front end, so the engine's stream equals the offline run.
+
+    Example:
+        >>> features = torch.randn(2, 40, 101)
+        >>> torch.allclose(WindowCMN()(features + torch.randn(2, 40, 1)), WindowCMN()(features), atol=1e-5)
+        True
+    """
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``(batch, n_features, frames)`` -> the same, each row's mean over the frames removed."""
+        return features - features.mean(dim=-1, keepdim=True)
 
 
 def build_model(config: ModelConfig, n_classes: int, n_features: int) -> nn.Module:
@@ -49,5 +70,8 @@ def build_model(config: ModelConfig, n_classes: int, n_features: int) -> nn.Modu
     if config.causal and "causal" not in accepted:
         streamable = [name for name, model in MODELS.items() if "causal" in inspect.signature(model).parameters]
         raise KWSError(f"model.causal is available for {', '.join(streamable)} only, not {config.name}")
+    if config.cmn and config.causal:
+        raise KWSError("model.cmn needs the whole window, so a causal (streaming) model cannot have it")
     kwargs = {k: v for k, v in asdict(config).items() if k in accepted and k != "name" and v is not None}
-    return cls(n_classes=n_classes, n_features=n_features, **kwargs)
+    model = cls(n_classes=n_classes, n_features=n_features, **kwargs)
+    return nn.Sequential(WindowCMN(), model) if config.cmn else model
