@@ -24,9 +24,10 @@ A voice's id, e.g. ``espeak-en-gb-scotland-f3``, ``flite-slt``, ``festival-kal-d
 every flite, festival and piper voice, and each espeak-ng variant once, dealt in turn to the accents:
 every timbre is heard in one accent. ``--voices all`` takes every accent x variant.
 
-Each clip draws its speaking rate, pitch, loudness, onset and (piper) noise scales from
-``(seed, word, voice, n)`` only, so a corpus is the same whatever the number of jobs or the
-interruptions. Rate: espeak-ng SSML, flite and festival diphone ``Duration_Stretch``, festival HTS ``-r``,
+Each clip draws its speaking rate, pitch (within ``--pitch-spread``), loudness, onset, (piper) noise scales
+and speaking style (one of ``--styles``: a statement, question, exclamation or list item, said through the
+closing mark) from ``(seed, word, voice, n)`` only, so a corpus is the same whatever the number of jobs or
+the interruptions. Rate: espeak-ng SSML, flite and festival diphone ``Duration_Stretch``, festival HTS ``-r``,
 piper ``length_scale``. Pitch: espeak-ng SSML and the f0 targets of flite and the festival diphone voices;
 the festival HTS voice and piper cannot change their f0, so their pitch is shifted by resampling (played
 faster or slower, formants moving with it, the rate compensated at synthesis). Piper's noise comes from
