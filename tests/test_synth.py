@@ -233,6 +233,20 @@ def test_same_seed_gives_identical_files_and_another_seed_other_clips(corpus: Pa
     clips = [f"{word}/{voice}_nohash_{n}.wav" for word in WORDS for voice in voices for n in range(CLIPS)]
     assert all((other / rel).read_bytes() != (corpus / rel).read_bytes() for rel in clips)
     assert (other / NOISE_DIR / "pink_noise.wav").is_file()  # converted from --noise-dir
+    theirs = (corpus / NOISE_DIR / "babble.wav").read_bytes()  # a babble.wav of theirs wins over a new (seed 1) one
+    assert (other / NOISE_DIR / "babble.wav").read_bytes() == theirs
+
+
+def test_real_noise_keeps_the_generated_babble(tmp_path: Path):
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    tap = 0.05 * np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE)
+    sf.write(recordings / "tap.wav", tap, SAMPLE_RATE, subtype="PCM_16")
+    out = synth.synthesize(["yes"], tmp_path / "out", voices=["espeak-en-us"], jobs=1, noise_dir=recordings)
+    assert sorted(p.name for p in (out / NOISE_DIR).iterdir()) == ["babble.wav", "tap.wav"]
+    babble, rate = sf.read(out / NOISE_DIR / "babble.wav")
+    assert rate == SAMPLE_RATE and len(babble) == synth.NOISE_SECONDS * SAMPLE_RATE
+    assert np.sqrt(np.mean(babble**2)) == pytest.approx(synth.BABBLE_RMS, rel=0.05)
 
 
 def test_rerun_after_interruption_completes_the_same_corpus(corpus: Path, tmp_path: Path):

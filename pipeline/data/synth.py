@@ -3,7 +3,7 @@
 Every word is spoken by every chosen voice, ``clips_per_voice`` times, into
 ``<out>/<word>/<voice>_nohash_<n>.wav`` (16 kHz mono 16-bit PCM, exactly one second), beside
 ``validation_list.txt``, ``testing_list.txt`` and ``_background_noise_/`` (white, pink and brown noise
-and a babble of training voices saying pseudo-words, or the converted files of ``--noise-dir``).
+and a babble of training voices saying pseudo-words, or the babble and the converted files of ``--noise-dir``).
 ``.kws_synth.json`` records the settings: a re-run skips the clips already there, and refuses to mix a
 corpus made with other settings.
 
@@ -593,7 +593,8 @@ def synthesize(
         seed: The seed of every random draw.
         jobs: Worker processes (default: one per CPU).
         voices: Globs over voice ids (``all`` for every voice); ``None`` takes :func:`default_voices`.
-        noise_dir: A folder of real noise recordings for ``_background_noise_`` instead of generated noise.
+        noise_dir: A folder of real noise recordings for ``_background_noise_`` instead of the generated coloured
+            noise; the babble is kept beside them (without it real speakers lost 6-8 points, README).
         styles: Speaking styles (keys of ``STYLES``) that each clip draws one of.
         pitch_spread: How far each clip's pitch is drawn from the voice's own, 0-1 (see :class:`Say`).
 
@@ -631,12 +632,11 @@ def synthesize(
     write_text(out / MARKER, json.dumps(settings, indent=1) + "\n")
 
     noise = out / NOISE_DIR
-    if noise_files:
-        noise_jobs = {noise / f"{p.stem}.wav": functools.partial(_convert, p) for p in noise_files}
-    else:
-        talkers = [v for v in chosen if v.split == "train"] or chosen  # held-out voices stay unheard in training
-        make = functools.partial(render_noise, voices=talkers, avoid=words, seed=seed)
-        noise_jobs = {noise / f"{kind}.wav": functools.partial(make, kind=kind) for kind in (BABBLE, *COLORS)}
+    talkers = [v for v in chosen if v.split == "train"] or chosen  # held-out voices stay unheard in training
+    make = functools.partial(render_noise, voices=talkers, avoid=words, seed=seed)
+    generated = (BABBLE,) if noise_files else (BABBLE, *COLORS)  # the babble stays beside real noise (README)
+    noise_jobs = {noise / f"{kind}.wav": functools.partial(make, kind=kind) for kind in generated}
+    noise_jobs |= {noise / f"{p.stem}.wav": functools.partial(_convert, p) for p in noise_files}  # theirs win a name
     todo = [(1, functools.partial(job, path)) for path, job in noise_jobs.items() if not path.exists()]
     lists: dict[str, list[str]] = {"validation": [], "test": []}
     for voice in sorted(chosen, key=lambda v: SLOW_FIRST.index(v.engine)):
@@ -681,7 +681,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--clips-per-voice", type=int, default=DEFAULT_CLIPS_PER_VOICE, help="clips per word and voice (default: 1)")
     add("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
     add("--jobs", type=int, default=os.cpu_count(), help="worker processes (default: %(default)s, the CPU count)")
-    add("--noise-dir", type=Path, help="folder of noise recordings for _background_noise_ instead of generated noise")
+    add("--noise-dir", type=Path, help="folder of noise recordings for _background_noise_ instead of the generated "
+        "white, pink and brown noise (the generated babble of training voices stays)")
     add("--voices", default="default", help="comma-separated globs over voice ids (see --list-voices), 'all', or "
         "'default' (the default): every accent and other engine's voice, each espeak-ng variant once")  # fmt: skip
     add("--styles", default=",".join(DEFAULT_STYLES), help=f"comma-separated speaking styles that each clip draws "
