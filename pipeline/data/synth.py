@@ -183,14 +183,15 @@ class Say(NamedTuple):
     """One thing to say: ``rate`` multiplies the speaking rate, ``pitch`` in [-1, 1] lowers or raises the
     voice, ``noise`` and ``noise_w`` in [0, 1] place piper's noise scales in ``PIPER_NOISE``, ``PIPER_NOISE_W``
     (the other engines have none), ``style`` is a key of ``STYLES``: the intonation of a statement, a
-    question, an exclamation or an item of a list, which every engine reads from the closing mark."""
+    question, an exclamation or an item of a list, said through the closing mark (which espeak-ng and piper
+    follow, flite and festival not for a lone word)."""
 
     text: str
     rate: float = 1.0
     pitch: float = 0.0
     noise: float = 0.5
     noise_w: float = 0.5
-    style: str = "statement"
+    style: str = DEFAULT_STYLES[0]
 
     @property
     def said(self) -> str:

@@ -51,6 +51,7 @@ class WindowCMN(nn.Module):
     works on whole windows, after the streaming front end, so the engine's stream equals the offline run.
 
     Example:
+        >>> import torch
         >>> features = torch.randn(2, 40, 101)
         >>> torch.allclose(WindowCMN()(features + torch.randn(2, 40, 1)), WindowCMN()(features), atol=1e-5)
         True
