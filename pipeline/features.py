@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 import torchaudio.functional as AF
 import torchaudio.transforms as T
 from torch import Tensor, nn
@@ -37,6 +38,8 @@ class FeatureConfig:
         sample_rate: Audio rate in Hz.
         window_ms: Analysis window length (Hann) in milliseconds.
         hop_ms: Step between frames in milliseconds.
+        n_fft: FFT size in samples (default: the window's length). A frame then holds ``n_fft`` samples with the
+            window at its centre, as ``torch.stft`` pads it.
         n_mels: Number of mel bands (Slaney scale and area normalisation, as librosa).
         n_mfcc: Number of cepstral coefficients kept (``mfcc`` only).
         f_min: Lowest band edge in Hz.
@@ -48,6 +51,7 @@ class FeatureConfig:
     sample_rate: int = SAMPLE_RATE
     window_ms: float = WINDOW_MS
     hop_ms: float = HOP_MS
+    n_fft: int | None = None
     n_mels: int = N_MELS
     n_mfcc: int = N_MFCC
     f_min: float = F_MIN
@@ -55,9 +59,9 @@ class FeatureConfig:
     log_floor: float = LOG_FLOOR
 
 
-def _power_spectrum(frames: Tensor, n: int, n_bins: int) -> Tensor:
-    """``(batch, frames, n)`` frames -> ``(batch, frames, n_bins)`` power of their one-sided DFT under a periodic Hann
-    window (torch.stft's), in ops that ONNX Runtime runs fast: a two-stage (Cooley-Tukey) DFT of
+def _power_spectrum(frames: Tensor, window: Tensor, n: int, n_bins: int) -> Tensor:
+    """``(batch, frames, n)`` frames -> ``(batch, frames, n_bins)`` power of their one-sided DFT under ``window``
+    (``n`` samples), in ops that ONNX Runtime runs fast: a two-stage (Cooley-Tukey) DFT of
     ``n = n1 * n2`` points as small matrix products, about a fifth of the arithmetic of the direct DFT."""
     n2 = max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)
     n1 = n // n2
@@ -70,7 +74,6 @@ def _power_spectrum(frames: Tensor, n: int, n_bins: int) -> Tensor:
     cos_t, sin_t = torch.cos(twiddle).float(), torch.sin(twiddle).float()
     stage3 = torch.cat([torch.cat([torch.cos(outer), -torch.sin(outer)], 1),
                         torch.cat([torch.sin(outer), torch.cos(outer)], 1)]).float()  # fmt: skip
-    window = torch.hann_window(n, dtype=torch.float64).float()
     x = (frames * window).reshape(frames.size(0), frames.size(1), n1, n2)  # x[..., i1, i2] = frame[n2 * i1 + i2]
     b = stage1 @ x  # (..., 2 n1, n2): real and imaginary parts
     re, im = b[..., :n1, :], b[..., n1:, :]
@@ -100,14 +103,17 @@ class FrontEnd(nn.Module):
             raise KWSError(f"features.kind must be 'mfcc' or 'logmel', not {config.kind!r}")
         if config.kind == "mfcc" and config.n_mfcc > config.n_mels:
             raise KWSError(f"features.n_mfcc ({config.n_mfcc}) cannot exceed features.n_mels ({config.n_mels})")
-        self.win_length = round(config.sample_rate * config.window_ms / 1000)
+        window = round(config.sample_rate * config.window_ms / 1000)
+        self.win_length = config.n_fft or window  # samples per frame
         self.hop_length = round(config.sample_rate * config.hop_ms / 1000)
-        if not 0 < self.hop_length <= self.win_length:
+        if not 0 < self.hop_length <= window:
             raise KWSError("features.hop_ms must be positive and no longer than features.window_ms")
+        if self.win_length < window:
+            raise KWSError(f"features.n_fft ({config.n_fft}) cannot be shorter than the window ({window} samples)")
         self.melspec = T.MelSpectrogram(
             sample_rate=config.sample_rate,
             n_fft=self.win_length,
-            win_length=self.win_length,
+            win_length=window,
             hop_length=self.hop_length,
             f_min=config.f_min,
             f_max=config.f_max,
@@ -144,14 +150,19 @@ class FrontEnd(nn.Module):
 
     def _exportable_melspec(self, waveform: Tensor) -> Tensor:
         """The mel power spectrum as ONNX exports it fast (ONNX Runtime's STFT has no fast path for 480-point
-        frames): frames cut from blocks of one hop, then :func:`_power_spectrum`; the same values as ``melspec``
-        to float rounding. The audio must hold a whole number of frames, ``(frames - 1) * hop + window``
-        samples (:class:`~pipeline.onnx_model.OnnxModel` cuts it so), and the window a whole number of hops."""
-        hop, blocks_per_frame = self.hop_length, self.win_length // self.hop_length
-        blocks = waveform.reshape(waveform.size(0), -1, hop)  # (batch, frames + blocks_per_frame - 1, hop)
-        last = blocks.size(1) - blocks_per_frame + 1
-        frames = torch.cat([blocks[:, i : last + i] for i in range(blocks_per_frame)], -1)
-        power = _power_spectrum(frames, self.win_length, self.win_length // 2 + 1)  # (batch, frames, bins)
+        frames): frames cut from blocks of ``gcd(frame, hop)`` samples, then :func:`_power_spectrum`; the same
+        values as ``melspec`` to float rounding. The audio must hold a whole number of frames,
+        ``(frames - 1) * hop + frame`` samples (:class:`~pipeline.onnx_model.OnnxModel` cuts it so)."""
+        size = math.gcd(self.win_length, self.hop_length)
+        per_frame, per_hop = self.win_length // size, self.hop_length // size
+        blocks = waveform.reshape(waveform.size(0), -1, size)
+        span = blocks.size(1) - per_frame + 1  # block offsets at which a frame can start
+        frames = torch.cat([blocks[:, i : span + i : per_hop] for i in range(per_frame)], -1)
+        spectrogram = self.melspec.spectrogram
+        left = (self.win_length - spectrogram.win_length) // 2
+        window = torch.hann_window(spectrogram.win_length, dtype=torch.float64)  # melspec's, more precisely
+        window = F.pad(window, (left, self.win_length - spectrogram.win_length - left)).float()  # as torch.stft
+        power = _power_spectrum(frames, window, self.win_length, self.win_length // 2 + 1)  # (batch, frames, bins)
         return torch.matmul(power, self.melspec.mel_scale.fb).transpose(1, 2)
 
     def extra_repr(self) -> str:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from pipeline.audio import clip_samples
 from pipeline.errors import KWSError, first_line
 from pipeline.features import FeatureConfig, FrontEnd
-from pipeline.models import ModelConfig, build_model
+from pipeline.models import ModelConfig, build_model, check_features
 from pipeline.models.causal import StreamingForm
 from pipeline.onnx_model import FORMAT, INPUTS, OPSET, OUTPUTS, RUNTIMES, OnnxModel
 
@@ -42,6 +42,8 @@ class KWSModel(nn.Module):
         labels: Class names in output order.
         features: Front-end settings.
         model: Acoustic-model settings.
+        pretrained: Load the pretrained part of the encoder, if it has one (``model.name speech_embedding``),
+            from its package; ``False`` when a checkpoint supplies every weight.
 
     Example:
         >>> model = KWSModel(["_silence_", "_unknown_", "yes", "no"], FeatureConfig(), ModelConfig())
@@ -49,11 +51,12 @@ class KWSModel(nn.Module):
         torch.Size([2, 4])
     """
 
-    def __init__(self, labels: list[str], features: FeatureConfig, model: ModelConfig) -> None:
+    def __init__(self, labels: list[str], features: FeatureConfig, model: ModelConfig, pretrained: bool = True) -> None:
         super().__init__()
         self.labels = list(labels)
+        check_features(features, model)
         self.front_end = FrontEnd(features)
-        self.encoder = build_model(model, len(self.labels), self.front_end.n_features)
+        self.encoder = build_model(model, len(self.labels), self.front_end.n_features, pretrained)
         self.sample_rate = features.sample_rate
         self.win_length, self.hop_length = self.front_end.win_length, self.front_end.hop_length
         self.n_features = self.front_end.n_features
@@ -101,9 +104,6 @@ class KWSModel(nn.Module):
         path, its step function: ``frames`` ``(batch, n_features, T)`` and ``state`` -> ``frame_logits``
         ``(batch, T, n_classes)`` and ``next_state``.
         """
-        if self.win_length % self.hop_length:
-            raise KWSError(f"kws export needs a feature window of whole hops, not {self.win_length} samples at a "
-                           f"hop of {self.hop_length}")  # fmt: skip
         samples = clip_samples(self.sample_rate)
         frames = self.front_end.num_frames(samples)
         inputs = [torch.zeros(1, samples), torch.zeros(1, self.n_features, frames)]
@@ -194,7 +194,8 @@ def load_model(path: str | os.PathLike, runtime: str = RUNTIMES[0]) -> KWSModel 
     hparams = checkpoint["hyper_parameters"]
     try:
         model = KWSModel(
-            hparams["labels"], FeatureConfig(**hparams.get("features") or {}), ModelConfig(**hparams.get("model") or {})
+            hparams["labels"], FeatureConfig(**hparams.get("features") or {}), ModelConfig(**hparams.get("model") or {}),
+            pretrained=False,
         )
         model.load_state_dict({k: v for k, v in checkpoint["state_dict"].items() if k.split(".")[0] in INFERENCE})
     except (KWSError, TypeError, ValueError, RuntimeError, KeyError) as err:

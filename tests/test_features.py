@@ -55,10 +55,12 @@ def test_stream_equals_whole(chunk: int) -> None:
     assert len(stream.pending) < model.win_length  # bounded state
 
 
-@pytest.mark.parametrize("kind", ["mfcc", "logmel"])
-def test_the_exported_front_end_computes_the_same_features(kind: str) -> None:
-    """The ONNX graph's front end (a DFT convolution) equals torch.stft's, window by window and streamed."""
-    model = KWSModel(["_silence_", "yes"], FeatureConfig(kind=kind, n_mels=64, n_mfcc=64), ModelConfig("matchboxnet"))
+@pytest.mark.parametrize("kind,n_fft", [("mfcc", None), ("logmel", None), ("logmel", 512)])
+def test_the_exported_front_end_computes_the_same_features(kind: str, n_fft: int | None) -> None:
+    """The ONNX graph's front end (a DFT convolution) equals torch.stft's, window by window and streamed, also
+    with a frame longer than its window (``n_fft``) and not a whole number of hops."""
+    features = FeatureConfig(kind=kind, n_mels=64, n_mfcc=64, n_fft=n_fft)
+    model = KWSModel(["_silence_", "yes"], features, ModelConfig("matchboxnet"))
     exported = OnnxModel(model.to_onnx())
     y = np.stack([_signal(1.0, seed=1), _signal(1.0, seed=2)])
     np.testing.assert_allclose(exported.features(y), model.features(y), atol=2e-3)
@@ -91,3 +93,5 @@ def test_bad_settings_are_explained() -> None:
         FrontEnd(FeatureConfig(n_mfcc=80, n_mels=40))
     with pytest.raises(ValueError, match="kind"):
         FrontEnd(FeatureConfig(kind="cqt"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^features.n_fft \(256\) cannot be shorter than the window \(480 samples\)$"):
+        FrontEnd(FeatureConfig(n_fft=256))

@@ -146,12 +146,18 @@ def test_window_cmn_ignores_a_fixed_filter_and_streams_as_it_runs_offline() -> N
     tilt = 10 * np.random.default_rng(1).standard_normal((1, windows.shape[1], 1)).astype(np.float32)  # dB scale
     np.testing.assert_allclose(normalised.logits(windows + tilt), normalised.logits(windows), atol=1e-4)
     assert np.abs(plain.logits(windows + tilt) - plain.logits(windows)).max() > 1e-2
+    assert_streams_as_offline(normalised, audio, atol=1e-5)
+
+
+def assert_streams_as_offline(model: KWSModel, audio: np.ndarray, atol: float) -> None:
+    """The engine's scores for ``audio`` pushed in chunks of several sizes, with ``model`` in PyTorch and
+    exported to ONNX Runtime, equal the offline run's."""
     settings = Settings(**TONE_DETECTOR)
-    reference = offline_scores(normalised, audio, settings.stride_ms, settings.smooth_windows - 1)
-    for runtime in (normalised, OnnxModel(normalised.to_onnx())):
+    reference = offline_scores(model, audio, settings.stride_ms, settings.smooth_windows - 1)
+    for runtime in (model, OnnxModel(model.to_onnx())):
         for chunk in (160, 1234, None):
             _, probs = stream_through(Detector(runtime, **TONE_DETECTOR), audio, chunk)
-            np.testing.assert_allclose(probs, reference, atol=1e-5)
+            np.testing.assert_allclose(probs, reference, atol=atol)
 
 
 def test_smoothing_and_short_audio(model: OnnxModel) -> None:

@@ -9,13 +9,19 @@ from typing import Literal
 from torch import Tensor, nn
 
 from pipeline.errors import KWSError
+from pipeline.features import FeatureConfig
 
 from pipeline.models.bcresnet import BCResNet
 from pipeline.models.dscnn import DSCNN
 from pipeline.models.matchboxnet import MatchboxNet
+from pipeline.models.speech_embedding import FEATURES as EMBEDDING_FEATURES
+from pipeline.models.speech_embedding import SpeechEmbedding
 from pipeline.models.tcresnet import TCResNet
 
-MODELS: dict[str, type[nn.Module]] = {"bcresnet": BCResNet, "dscnn": DSCNN, "tcresnet": TCResNet, "matchboxnet": MatchboxNet}
+MODELS: dict[str, type[nn.Module]] = {"bcresnet": BCResNet, "dscnn": DSCNN, "tcresnet": TCResNet, "matchboxnet": MatchboxNet,
+                                      "speech_embedding": SpeechEmbedding}  # fmt: skip
+# front ends that a model was made for: it reads nothing else
+MODEL_FEATURES: dict[str, FeatureConfig] = {"speech_embedding": EMBEDDING_FEATURES}
 
 
 @dataclass
@@ -23,19 +29,22 @@ class ModelConfig:
     """Which acoustic model, and its size.
 
     Args:
-        name: ``bcresnet`` (Kim et al. 2021), ``dscnn`` (Zhang et al. 2017), ``tcresnet`` (Choi et al. 2019) or
-            ``matchboxnet`` (Majumdar and Ginsburg 2020).
+        name: ``bcresnet`` (Kim et al. 2021), ``dscnn`` (Zhang et al. 2017), ``tcresnet`` (Choi et al. 2019),
+            ``matchboxnet`` (Majumdar and Ginsburg 2020) or ``speech_embedding`` (Google's pretrained speech
+            embedding, frozen, under a trained classifier, as openWakeWord; Lin et al. 2020): it reads only its own
+            32-band log-mel front end (:data:`pipeline.models.speech_embedding.FEATURES`).
         width: BC-ResNet width tau: 1, 1.5, 2, 3, 6 or 8.
         size: Variant of the other families: DS-CNN ``s``/``m``/``l`` (default ``s``), TC-ResNet
             ``8``/``14``/``8-1.5``/``14-1.5`` (default ``8``), MatchboxNet ``BxRxC`` (default ``3x1x64``).
-        dropout: Dropout of DS-CNN, TC-ResNet and MatchboxNet (default: each model's own).
+        dropout: Dropout of DS-CNN, TC-ResNet, MatchboxNet and the speech embedding's classifier (default: each
+            model's own).
         causal: Streaming form (MatchboxNet only): convolutions over time see only the past, so the streaming
             engine computes each frame once and decides every 10-20 ms (:mod:`pipeline.models.causal`).
         cmn: Cepstral mean normalisation of each window (:class:`WindowCMN`) before the model: what a voice, a
             microphone or a room adds to every frame's log spectrum is taken away. Window models only.
     """
 
-    name: Literal["bcresnet", "dscnn", "tcresnet", "matchboxnet"] = "bcresnet"
+    name: Literal["bcresnet", "dscnn", "tcresnet", "matchboxnet", "speech_embedding"] = "bcresnet"
     width: float = 1
     size: str | None = None
     dropout: float | None = None
@@ -62,8 +71,20 @@ class WindowCMN(nn.Module):
         return features - features.mean(dim=-1, keepdim=True)
 
 
-def build_model(config: ModelConfig, n_classes: int, n_features: int) -> nn.Module:
-    """Instantiate ``config.name`` with the config fields its constructor takes."""
+def check_features(features: FeatureConfig, config: ModelConfig) -> None:
+    """Refuse, in one sentence, a front end other than the one a model reads (:data:`MODEL_FEATURES`)."""
+    wanted = MODEL_FEATURES.get(config.name)
+    if wanted is None:
+        return
+    differ = [f"features.{k} {v!r} (not {getattr(features, k)!r})" for k, v in asdict(wanted).items()
+              if getattr(features, k) != v]  # fmt: skip
+    if differ:
+        raise KWSError(f"model.name {config.name} reads its own front end: set {', '.join(differ)}")
+
+
+def build_model(config: ModelConfig, n_classes: int, n_features: int, pretrained: bool = True) -> nn.Module:
+    """Instantiate ``config.name`` with the config fields its constructor takes; ``pretrained`` loads the
+    pretrained part of a model that has one (``False`` when a checkpoint supplies every weight)."""
     if config.name not in MODELS:
         raise KWSError(f"model.name must be one of {', '.join(MODELS)}, not {config.name!r}")
     cls = MODELS[config.name]
@@ -74,5 +95,7 @@ def build_model(config: ModelConfig, n_classes: int, n_features: int) -> nn.Modu
     if config.cmn and config.causal:
         raise KWSError("model.cmn needs the whole window, so a causal (streaming) model cannot have it")
     kwargs = {k: v for k, v in asdict(config).items() if k in accepted and k != "name" and v is not None}
+    if "pretrained" in accepted:
+        kwargs["pretrained"] = pretrained
     model = cls(n_classes=n_classes, n_features=n_features, **kwargs)
     return nn.Sequential(WindowCMN(), model) if config.cmn else model

@@ -1,0 +1,96 @@
+"""``model.name speech_embedding``: Google's embedding network rebuilt in PyTorch, held to the ONNX files that
+openWakeWord 0.4 ships (its weights' source), and run through every door of the pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+from conftest import WORDS, word_sequence
+
+from pipeline.audio import SAMPLE_RATE
+from pipeline.data.speech_commands import SILENCE, UNKNOWN
+from pipeline.errors import KWSError
+from pipeline.features import FeatureConfig, FrontEnd
+from pipeline.model import KWSModel, load_model
+from pipeline.models import ModelConfig
+from pipeline.models.speech_embedding import (EMBEDDING_DIM, EMBEDDING_STRIDE, FEATURES, INT16_DB, OFFSET, SCALE,
+                                              WINDOW_FRAMES, EmbeddingNetwork)  # fmt: skip
+from pipeline.module import KWSModule
+from test_streaming import assert_streams_as_offline
+
+MODELS_DIR = "openwakeword/resources/models"
+LABELS = [SILENCE, UNKNOWN, *WORDS]
+
+
+def package_model(name: str) -> ort.InferenceSession:
+    path = Path(importlib.metadata.distribution("openwakeword").locate_file(f"{MODELS_DIR}/{name}.onnx"))
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_the_front_end_computes_openwakewords_log_mel() -> None:
+    """:data:`FEATURES` give the log-mel of openWakeWord's ``melspectrogram.onnx`` (audio scaled to 16-bit integers),
+    apart from its floor: that one clips each input at 80 dB below the input's loudest value, which streaming
+    cannot do, so the comparison takes the values above both floors."""
+    audio = word_sequence(["yes", "left"], seed=3)[: 2 * SAMPLE_RATE]
+    theirs = package_model("melspectrogram").run(None, {"input": audio[None] * 32767})[0][0, 0]  # (frames, 32)
+    ours = FrontEnd(FEATURES)(torch.from_numpy(audio)).numpy().T + INT16_DB
+    assert ours.shape == theirs.shape
+    above = (theirs > theirs.max() - 79) & (ours > 10 * np.log10(FEATURES.log_floor) + INT16_DB + 1)
+    assert above.mean() > 0.5
+    np.testing.assert_allclose(ours[above], theirs[above], atol=0.01)
+
+
+def test_the_network_is_openwakewords_embedding_model_and_slides_every_8_frames() -> None:
+    """On each 76-frame window the network gives ``embedding_model.onnx``'s 96 numbers; on a longer input it gives
+    one embedding every 8 frames, each that of its own window."""
+    rng = np.random.default_rng(0)
+    logmel = (rng.normal(-30, 15, (1, 32, WINDOW_FRAMES + 5 * EMBEDDING_STRIDE + 3))).astype(np.float32)
+    with torch.inference_mode():
+        ours = EmbeddingNetwork()(torch.from_numpy(logmel)).numpy()[0].T  # (steps, 96)
+    windows = sliding_window_view(logmel[0], WINDOW_FRAMES, axis=1)[:, ::EMBEDDING_STRIDE].transpose(1, 2, 0)
+    theirs = package_model("embedding_model").run(None, {"input_1": ((windows + INT16_DB) * SCALE + OFFSET)[..., None]})
+    assert ours.shape == (6, EMBEDDING_DIM)
+    np.testing.assert_allclose(ours, theirs[0].reshape(6, EMBEDDING_DIM), atol=1e-3, rtol=1e-4)
+
+
+def test_it_trains_only_the_classifier_and_its_checkpoint_needs_no_package(tmp_path: Path) -> None:
+    """The embedding's weights are buffers: no gradient reaches them, and a checkpoint holds them, so that
+    :func:`load_model` (which loads nothing from the package) gives the module's logits."""
+    torch.manual_seed(0)
+    module = KWSModule(labels=LABELS, features=FEATURES, model=ModelConfig(name="speech_embedding"))
+    frozen = {k: v.clone() for k, v in module.encoder.embedding.state_dict().items()}
+    assert not [n for n, _ in module.named_parameters() if "embedding" in n]
+    optimizer = torch.optim.AdamW(module.parameters(), 1e-2)
+    wave = torch.from_numpy(np.stack([word_sequence([w], seed=i)[:SAMPLE_RATE] for i, w in enumerate(WORDS)]))
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(module(wave), torch.arange(len(WORDS)) + 2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert all(torch.equal(v, module.encoder.embedding.state_dict()[k]) for k, v in frozen.items())
+    path = tmp_path / "model.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    loaded = load_model(path, runtime="torch")
+    with torch.inference_mode():
+        np.testing.assert_allclose(loaded(wave).numpy(), module.eval()(wave).numpy(), atol=1e-5)
+
+
+def test_it_streams_as_it_runs_offline_in_pytorch_and_onnx_runtime() -> None:
+    torch.manual_seed(0)
+    model = KWSModel(LABELS, FEATURES, ModelConfig(name="speech_embedding")).eval()
+    assert_streams_as_offline(model, word_sequence(["up", "no", "yes"], seed=5), atol=1e-4)
+
+
+def test_another_front_end_is_refused_in_one_sentence() -> None:
+    with pytest.raises(KWSError, match=r"^model.name speech_embedding reads its own front end: set features.n_mels 32 "
+                                       r"\(not 40\)$"):  # fmt: skip
+        KWSModel(LABELS, dataclasses.replace(FEATURES, n_mels=40), ModelConfig(name="speech_embedding"))
+    with pytest.raises(KWSError, match="features.kind 'logmel' .not 'mfcc'., features.window_ms 25.0"):
+        KWSModel(LABELS, FeatureConfig(), ModelConfig(name="speech_embedding"))
