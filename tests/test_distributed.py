@@ -30,7 +30,7 @@ def test_ddp_two_processes_see_each_training_clip_once_per_epoch(tone_corpus: Pa
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}  # fmt: skip
     command = [
-        sys.executable, "-m", "pipeline", "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
+        sys.executable, "-m", "pipeline", "fit", "--config", str(REPO / "configs" / "tts_mfcc.yaml"),
         "--config", str(probe), "--run=ddp", f"--data.root={tone_corpus}", f"--data.task={json.dumps(TASK)}",
         "--data.cache_dir=cache", "--data.batch_size=8", f"--trainer.max_epochs={EPOCHS}",
         "--trainer.accelerator=cpu", f"--trainer.devices={RANKS}", "--trainer.strategy=ddp", *NO_WAVE_AUGMENT,

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+import soundfile as sf
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from conftest import WORDS, word_sequence
 
 from pipeline.audio import SAMPLE_RATE
+from pipeline.cli import main
 from pipeline.data.speech_commands import SILENCE, UNKNOWN
 from pipeline.errors import KWSError
 from pipeline.features import FeatureConfig, FrontEnd
@@ -25,6 +27,7 @@ from pipeline.models.speech_embedding import (EMBEDDING_DIM, EMBEDDING_STRIDE, F
 from pipeline.module import KWSModule
 from test_streaming import assert_streams_as_offline
 
+REPO = Path(__file__).resolve().parents[1]
 MODELS_DIR = "openwakeword/resources/models"
 LABELS = [SILENCE, UNKNOWN, *WORDS]
 
@@ -94,3 +97,20 @@ def test_another_front_end_is_refused_in_one_sentence() -> None:
         KWSModel(LABELS, dataclasses.replace(FEATURES, n_mels=40), ModelConfig(name="speech_embedding"))
     with pytest.raises(KWSError, match="features.kind 'logmel' .not 'mfcc'., features.window_ms 25.0"):
         KWSModel(LABELS, FeatureConfig(), ModelConfig(name="speech_embedding"))
+
+
+def test_the_quickstart_recipe_trains_exports_and_transcribes(tone_corpus: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """``configs/quickstart.yaml`` through the command line: ``kws fit`` (one epoch on the tone corpus) writes a
+    checkpoint of the speech embedding with its front end, ``kws export`` checks and writes its ONNX file, and
+    ``kws transcribe`` runs both."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), f"--data.root={tone_corpus}",
+                 "--data.cache_dir=null", "--trainer.max_epochs=1", "--data.batch_size=32"]) == 0  # fmt: skip
+    ckpt = tmp_path / "runs" / "quickstart" / "checkpoints" / "best.ckpt"
+    hparams = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert hparams["model"]["name"] == "speech_embedding" and hparams["features"] == dataclasses.asdict(FEATURES)
+    assert main(["export", str(ckpt), "--out", "model.onnx"]) == 0
+    sf.write("words.wav", word_sequence(["yes", "up"], seed=2), SAMPLE_RATE)
+    for door in (["--ckpt", str(ckpt)], ["--model", "model.onnx"]):
+        assert main(["transcribe", "words.wav", *door]) == 0

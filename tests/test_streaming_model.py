@@ -32,18 +32,18 @@ def _single_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def causal_ckpt(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``kws fit`` with ``configs/streaming.yaml`` composed on the quickstart recipe, on the tone corpus."""
+    """``kws fit`` with ``configs/streaming.yaml`` composed on the MFCC recipe for TTS, on the tone corpus."""
     work = tmp_path_factory.mktemp("causal")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(work)
-        code = kws(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
+        code = kws(["fit", "--config", str(REPO / "configs" / "tts_mfcc.yaml"),
                     "--config", str(REPO / "configs" / "streaming.yaml"), f"--data.root={tone_corpus}",
                     f"--data.task={json.dumps(WORDS)}", "--data.cache_dir=null", "--data.batch_size=16",
                     "--trainer.max_epochs=12", "--trainer.enable_progress_bar=false", "--seed_everything=0",
                     "--model.optimizer.lr=0.01", "--model.label_smoothing=0", "--data.augment.reverb_prob=0",
                     "--data.augment.band_prob=0"])  # fmt: skip
     assert code == 0
-    return work / "runs" / "quickstart" / "checkpoints" / "last.ckpt"
+    return work / "runs" / "tts_mfcc" / "checkpoints" / "last.ckpt"
 
 
 @pytest.fixture(scope="module")
