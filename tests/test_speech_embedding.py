@@ -22,6 +22,7 @@ from pipeline.errors import KWSError
 from pipeline.features import FeatureConfig, FrontEnd
 from pipeline.model import KWSModel, load_model
 from pipeline.models import ModelConfig
+from pipeline.models import speech_embedding
 from pipeline.models.speech_embedding import (EMBEDDING_DIM, EMBEDDING_STRIDE, FEATURES, INT16_DB, OFFSET, SCALE,
                                               WINDOW_FRAMES, EmbeddingNetwork)  # fmt: skip
 from pipeline.module import KWSModule
@@ -114,3 +115,11 @@ def test_the_quickstart_recipe_trains_exports_and_transcribes(tone_corpus: Path,
     sf.write("words.wav", word_sequence(["yes", "up"], seed=2), SAMPLE_RATE)
     for door in (["--ckpt", str(ckpt)], ["--model", "model.onnx"]):
         assert main(["transcribe", "words.wav", *door]) == 0
+
+
+def test_without_the_weights_package_training_stops_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speech_embedding, "PACKAGE", "no-such-package-kws")
+    with pytest.raises(KWSError, match=r"^model.name speech_embedding needs Google's embedding weights from the PyPI "
+                                       r"package openwakeword 0.4 \(pip install"):  # fmt: skip
+        KWSModel(LABELS, FEATURES, ModelConfig(name="speech_embedding"))
+    KWSModel(LABELS, FEATURES, ModelConfig(name="speech_embedding"), pretrained=False)  # a checkpoint's weights
