@@ -7,7 +7,7 @@ classifier on top learns, so a model trained on TTS voices alone inherits what t
 voices. Its weights come from ``embedding_model.onnx`` in the PyPI package ``openwakeword`` 0.4 (Apache-2.0; the
 versions after 0.4 download it instead), and are saved in every checkpoint, so only training needs the package.
 
-The network reads 76 frames (0.775 s) of a 32-band log-mel spectrogram (:data:`FEATURES`) and gives one
+The network reads 76 frames (0.78 s) of a 32-band log-mel spectrogram (:data:`FEATURES`) and gives one
 96-dimensional embedding. It is all convolutions and poolings, so on a longer input it gives one embedding
 every 8 frames (80 ms), each equal to the embedding of its own 76 frames.
 """
@@ -29,7 +29,7 @@ FEATURES = FeatureConfig(kind="logmel", window_ms=25.0, hop_ms=10.0, n_fft=512, 
 PACKAGE, WEIGHTS_FILE = "openwakeword", "openwakeword/resources/models/embedding_model.onnx"
 EMBEDDING_DIM = 96
 WINDOW_FRAMES, EMBEDDING_STRIDE = 76, 8  # one embedding per 76 frames, every 8 frames
-# 0.24 s of silence on each side of a window, so that a word anywhere in it lies whole in one embedding's 0.76 s;
+# 0.24 s of silence on each side of a window, so that a word anywhere in it lies whole in one embedding's 0.78 s;
 # a 1 s window (97 frames) then gives 9 embeddings, all of which the classifier's first layer reads at once
 CONTEXT_FRAMES, SPAN = 24, 9
 SILENCE_DB = 10 * math.log10(FEATURES.log_floor)  # what the front end gives for digital silence
