@@ -18,8 +18,10 @@ from pipeline.models.speech_embedding import FEATURES as EMBEDDING_FEATURES
 from pipeline.models.speech_embedding import SpeechEmbedding
 from pipeline.models.tcresnet import TCResNet
 
-MODELS: dict[str, type[nn.Module]] = {"bcresnet": BCResNet, "dscnn": DSCNN, "tcresnet": TCResNet, "matchboxnet": MatchboxNet,
-                                      "speech_embedding": SpeechEmbedding}  # fmt: skip
+MODELS: dict[str, type[nn.Module]] = {
+    "bcresnet": BCResNet, "dscnn": DSCNN, "tcresnet": TCResNet, "matchboxnet": MatchboxNet,
+    "speech_embedding": SpeechEmbedding,
+}  # fmt: skip
 # front ends that a model was made for: it reads nothing else
 MODEL_FEATURES: dict[str, FeatureConfig] = {"speech_embedding": EMBEDDING_FEATURES}
 

@@ -96,7 +96,8 @@ def read_weights() -> dict[str, Tensor]:
         path = None
     if path is None or not path.is_file():
         raise KWSError("model.name speech_embedding needs Google's embedding weights from the PyPI package "
-                       "openwakeword 0.4 (pip install 'openwakeword>=0.4,<0.5', which scripts/setup.sh does)")  # fmt: skip
+                       "openwakeword 0.4 (pip install 'openwakeword>=0.4,<0.5', "
+                       "which scripts/setup.sh does)")  # fmt: skip
     import onnx
     from onnx import numpy_helper
 
