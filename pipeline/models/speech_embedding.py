@@ -149,10 +149,9 @@ class SpeechEmbedding(nn.Module):
         self.out = nn.Linear(HIDDEN, n_classes)
 
     def forward(self, features: Tensor) -> Tensor:
-        frames = features.shape[-1] + 2 * CONTEXT_FRAMES
-        if frames < WINDOW_FRAMES + (SPAN - 1) * EMBEDDING_STRIDE:
-            raise KWSError(f"model.name speech_embedding needs windows of at least "
-                           f"{WINDOW_FRAMES + (SPAN - 1) * EMBEDDING_STRIDE - 2 * CONTEXT_FRAMES} frames, "
+        needed = WINDOW_FRAMES + (SPAN - 1) * EMBEDDING_STRIDE - 2 * CONTEXT_FRAMES  # 9 embeddings with the context
+        if features.shape[-1] < needed:
+            raise KWSError(f"model.name speech_embedding needs windows of at least {needed} frames, "
                            f"not {features.shape[-1]}")  # fmt: skip
         embeddings = self.embedding(F.pad(features, (CONTEXT_FRAMES, CONTEXT_FRAMES), value=SILENCE_DB))
         return self.out(self.classifier(embeddings).amax(dim=-1))
