@@ -8,6 +8,11 @@ export PATH="$PWD/.venv/bin:$PATH"
 corpus=data/synth_gsc12
 run=runs/quickstart
 
+if [ -f "$corpus/testing_list.txt" ] && ! grep -q '"renderer": 2' "$corpus/.kws_synth.json"; then
+  echo "quickstart: $corpus was made by an older kws synth whose festival voices said \"text\" for every word;" \
+    "delete it and $run, then run the quickstart again" >&2
+  exit 2
+fi
 if [ -f "$corpus/testing_list.txt" ]; then  # written last: the corpus is complete (maybe from older voices)
   echo "quickstart: using the TTS corpus already in $corpus"
 else

@@ -110,9 +110,11 @@ NEW_ENGINE_VOICES.append(pytest.param(PIPER_VOICE, marks=needs_piper))
 @pytest.mark.parametrize("voice_id", NEW_ENGINE_VOICES)
 def test_new_engines_say_a_word_at_the_asked_rate_and_pitch(voice_id: str):
     voice = next(v for v in synth.available_voices() if v.id == voice_id)
-    items = [("seven", 1.0, 0.0), ("seven", 0.5, 0.0), ("seven", 1.0, -1.0), ("seven", 1.0, 1.0)]
-    normal, slow, low, high = (synth._trim(audio) for audio in synth.speak(voice, items))
+    items = [("seven", 1.0, 0.0), ("seven", 0.5, 0.0), ("seven", 1.0, -1.0), ("seven", 1.0, 1.0), ("go", 1.0, 0.0),
+             ("seventeen", 1.0, 0.0)]  # fmt: skip
+    normal, slow, low, high, short, long = (synth._trim(audio) for audio in synth.speak(voice, items))
     assert 0.25 < len(normal) / SAMPLE_RATE < 0.95, len(normal)  # a word, not silence or a sentence
+    assert len(long) > 1.25 * max(len(short), len(normal))  # it says the words it is given
     assert 1.4 < len(slow) / len(normal) < 2.5  # half the rate: longer (HTS stretches the vowels most)
     assert 0.8 < len(low) / len(normal) < 1.25 and 0.8 < len(high) / len(normal) < 1.25  # pitch keeps the rate
     assert 80 < _f0(normal) < 250 and 1.2 < _f0(high) / _f0(low) < 2.0  # 1.15**2 resampled, 1.3**2 diphone f0
@@ -292,6 +294,13 @@ def test_errors_are_one_sentence_with_exit_status_2(corpus: Path, tmp_path: Path
     status, err = _synth_cli(capsys, "--words", "yes,no,up", "--out", str(corpus), "--voices", ",".join(VOICES))
     assert status == 2 and "made with different --words, --clips-per-voice:" in err
     assert _files(corpus) == before and not (tmp_path / "new").exists()
+    older = tmp_path / "older"  # a corpus whose marker predates the renderer: its festival clips say "text"
+    older.mkdir()
+    marker = json.loads((corpus / synth.MARKER).read_text())
+    (older / synth.MARKER).write_text(json.dumps({k: v for k, v in marker.items() if k != "renderer"}))
+    status, err = _synth_cli(capsys, "--words", ",".join(WORDS), "--out", str(older), "--voices", ",".join(VOICES),
+                             "--clips-per-voice", str(CLIPS))  # fmt: skip
+    assert status == 2 and "was made by an older kws synth" in err and sorted(older.iterdir()) == [older / synth.MARKER]
 
 
 LEARN_WORDS = ["yes", "stop", "up", "left"]  # chance: 25 %

@@ -4,8 +4,8 @@ Every word is spoken by every chosen voice, ``clips_per_voice`` times, into
 ``<out>/<word>/<voice>_nohash_<n>.wav`` (16 kHz mono 16-bit PCM, exactly one second), beside
 ``validation_list.txt``, ``testing_list.txt`` and ``_background_noise_/`` (white, pink and brown noise
 and a babble of training voices saying pseudo-words, or the babble and the converted files of ``--noise-dir``).
-``.kws_synth.json`` records the settings: a re-run skips the clips already there, and refuses to mix a
-corpus made with other settings.
+``.kws_synth.json`` records the settings and the ``RENDERER`` version: a re-run skips the clips already there,
+and refuses to mix a corpus made with other settings or by an older renderer.
 
 Engines and voices, all offline (``scripts/setup.sh`` installs them; an engine that is missing is left out
 with a one-line warning):
@@ -121,8 +121,9 @@ FESTIVAL_SETUP = """(voice_{voice})
   (if (assoc 'target_f0_mean kws_lr)
     (set! int_lr_params (cons (kws_lr_scaled 'target_f0_mean f0) (cons (kws_lr_scaled 'target_f0_std f0) kws_lr))))
   (if kws_hts (set! hts_engine_params (cons (list "-r" rate) kws_hts)))
-  (utt.save.wave (utt.synth (Utterance Text text)) file 'riff))
-"""  # kws_say: one clip at a speaking rate and an f0 factor (diphone voices), with the voice's own settings
+  (utt.save.wave (utt.synth (eval (list 'Utterance 'Text text))) file 'riff))
+"""  # kws_say: one clip at a speaking rate and an f0 factor (diphone voices), with the voice's own settings;
+# (Utterance Text text) would not evaluate its arguments: every clip would say the word "text"
 PIPER_PACKAGES = "*-piper-voice"  # the PyPI packages whose .onnx files (with their .onnx.json) are voices
 PIPER_NOISE = (0.4, 1.0)  # piper's noise_scale (its default 0.667): how varied the sound of each phoneme is
 PIPER_NOISE_W = (0.4, 1.2)  # piper's noise_w (its default 0.8): how varied the phoneme lengths are
@@ -135,7 +136,8 @@ RESAMPLED_STEP = 100  # Hz: the rate a shifted voice is read at is a multiple (a
 STYLES = {"statement": "", "question": "?", "exclamation": "!", "list": ","}
 DEFAULT_STYLES = ("statement",)
 DEFAULT_PITCH_SPREAD = 1.0  # each clip's pitch is drawn in [-spread, spread] (see Say)
-MARKER_DEFAULTS = {"styles": list(DEFAULT_STYLES), "pitch_spread": DEFAULT_PITCH_SPREAD}  # markers from before them
+RENDERER = 2  # raised when a voice renders the same settings differently; 2: festival says its text (1: "text")
+MARKER_DEFAULTS = {"styles": list(DEFAULT_STYLES), "pitch_spread": DEFAULT_PITCH_SPREAD, "renderer": 1}  # older markers
 PAUSE_MS = 600  # between the words of one espeak-ng call
 SILENT, MIN_PAUSE = 1e-3, int(0.3 * SAMPLE_RATE)  # the audio is cut at the longest quieter stretches
 PEAK_DB = (-20.0, -1.0)  # peak level of a clip
@@ -565,6 +567,11 @@ def _check_out(out: Path, settings: dict) -> None:
     marker = out / MARKER
     if marker.is_file():
         old = {**MARKER_DEFAULTS, **json.loads(marker.read_text())}
+        if old["renderer"] != settings["renderer"]:
+            raise DataError(
+                f"{out} was made by an older kws synth (renderer {old['renderer']}, whose festival voices said "
+                f'"text" for every word): delete it or choose another --out folder'
+            )
         if changed := ["--" + key.replace("_", "-") for key in settings if old.get(key) != settings[key]]:
             raise DataError(
                 f"{out} holds a kws synth corpus made with different {', '.join(changed)}: "
@@ -625,6 +632,7 @@ def synthesize(
         "noise_dir": None if noise_dir is None else str(noise_dir.resolve()),
         "styles": list(styles),
         "pitch_spread": pitch_spread,
+        "renderer": RENDERER,
     }
     _check_out(out, settings)
     out.mkdir(parents=True, exist_ok=True)
