@@ -8,7 +8,11 @@ export PATH="$PWD/.venv/bin:$PATH"
 corpus=data/synth_gsc12
 run=runs/quickstart
 
-if [ -f "$corpus/testing_list.txt" ] && ! grep -q '"renderer": 2' "$corpus/.kws_synth.json"; then
+outdated() {  # 1 when the corpus in $1 was rendered by an older kws synth than this one, else 0
+  python -c 'import json, sys; from pipeline.data.synth import MARKER, MARKER_DEFAULTS, RENDERER
+print(int({**MARKER_DEFAULTS, **json.load(open(sys.argv[1] + "/" + MARKER))}["renderer"] != RENDERER))' "$1"
+}
+if [ -f "$corpus/testing_list.txt" ] && [ "$(outdated "$corpus")" = 1 ]; then
   echo "quickstart: $corpus was made by an older kws synth whose festival voices said \"text\" for every word;" \
     "delete it and $run, then run the quickstart again" >&2
   exit 2
