@@ -9,8 +9,8 @@ corpus=data/synth_gsc12
 run=runs/quickstart
 
 outdated() {  # 1 when the corpus in $1 was rendered by an older kws synth than this one, else 0
-  python -c 'import json, sys; from pipeline.data.synth import MARKER, MARKER_DEFAULTS, RENDERER
-print(int({**MARKER_DEFAULTS, **json.load(open(sys.argv[1] + "/" + MARKER))}["renderer"] != RENDERER))' "$1"
+  python -c 'import sys; from pipeline.data.synth import RENDERER, read_marker
+print(int((read_marker(sys.argv[1]) or {}).get("renderer", RENDERER) != RENDERER))' "$1"
 }
 if [ -f "$corpus/testing_list.txt" ] && [ "$(outdated "$corpus")" = 1 ]; then
   echo "quickstart: $corpus was made by an older kws synth whose festival voices said \"text\" for every word;" \

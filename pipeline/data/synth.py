@@ -563,10 +563,16 @@ def _call(job: Callable[[], int]) -> int:
     return job()
 
 
+def read_marker(out: str | os.PathLike) -> dict | None:
+    """The settings the corpus in ``out`` was made with (an older marker completed with ``MARKER_DEFAULTS``), or
+    ``None`` when ``out`` holds no ``kws synth`` corpus."""
+    marker = Path(out) / MARKER
+    return {**MARKER_DEFAULTS, **json.loads(marker.read_text())} if marker.is_file() else None
+
+
 def _check_out(out: Path, settings: dict) -> None:
-    marker = out / MARKER
-    if marker.is_file():
-        old = {**MARKER_DEFAULTS, **json.loads(marker.read_text())}
+    old = read_marker(out)
+    if old is not None:
         if old["renderer"] != settings["renderer"]:
             raise DataError(
                 f"{out} was made by an older kws synth (renderer {old['renderer']}, whose festival voices said "
