@@ -26,6 +26,7 @@ CROSSVAL_FOLDERS = ["--synth", "none", "--real-train", ".", "--real-test", "."]
         ("bench_latency.py", ["--ckpt", "missing.ckpt", "--source", "."], "missing.ckpt does not exist"),
         ("bench_streaming.py", ["--windowed", "missing.ckpt", "--streaming", "x", "--commands", "c", "--other-words", "o"],
          "missing.ckpt does not exist"),
+        ("held_out_voices.py", ["--ckpt", "missing.ckpt", "--corpus", "."], "missing.ckpt does not exist"),
         ("bench_data.py", ["--root", "missing"], "no dataset at missing"),
         ("bench_epoch.py", ["--corpus", "missing"], "no dataset at missing"),
         ("bench_whisper.py", ["--real", "missing", "--ckpt", "missing.ckpt"], "error:"),  # with or without the extra
