@@ -10,7 +10,7 @@ from pathlib import Path
 from pipeline.audio import AUDIO_SUFFIXES
 from pipeline.bundled import resolve_model
 from pipeline.console import err_console
-from pipeline.decision import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, THRESHOLD
+from pipeline.decision import PATIENCE, SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, THRESHOLD
 from pipeline.errors import TRAINING_STACK, KWSError
 from pipeline.onnx_model import RUNTIMES, OnnxModel
 from pipeline.streaming import STREAM_STRIDE_MS, Classifier, Detector
@@ -44,35 +44,42 @@ def load_checkpoint(path: str, runtime: str) -> Classifier:
     return load_model(path, runtime)
 
 
-def model_from_args(args: argparse.Namespace) -> tuple[Classifier, float]:
-    """Load the model :func:`add_model_arguments` names (a bundled one is named on stderr) with its default
-    detector threshold: a bundled model's own, else the engine's. Exported and bundled models run without
-    PyTorch."""
+def model_from_args(args: argparse.Namespace) -> Classifier:
+    """Load the model :func:`add_model_arguments` names (a bundled one is named on stderr), carrying its operating
+    point (a bundled model's export made before exports carried one takes its card's threshold). Exported and
+    bundled models run without PyTorch."""
     if args.model:
-        return OnnxModel(args.model), THRESHOLD
+        return OnnxModel(args.model)
     path, card = resolve_model(args.ckpt)
     if card is None:
-        return load_checkpoint(path, args.runtime), THRESHOLD
+        return load_checkpoint(path, args.runtime)
     err_console.print(f"using the {card.summary()}", highlight=False, soft_wrap=True)
-    if args.runtime == "torch":
-        return load_checkpoint(path, args.runtime), card.threshold
-    return OnnxModel(card.export_path, name=card.name), card.threshold
+    model = load_checkpoint(path, args.runtime) if args.runtime == "torch" else OnnxModel(card.export_path, name=card.name)
+    if not model.decision:
+        model.decision = {"threshold": card.threshold}
+    return model
+
+
+OWN = "the model's own operating point if it carries one, else"
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser, chunks: bool = True, hold_ms: float | None = None) -> None:
     """The model flags and the detector's; ``chunks``: also ``--chunk-samples``, for tools that read files;
-    ``hold_ms``: the tool's default of ``--hold-ms``."""
+    ``hold_ms``: the tool's default of ``--hold-ms``. A decision setting left out takes the model's operating
+    point (``kws evaluate-stream --tune --save``), else the engine's default."""
     add_model_arguments(parser)
-    parser.add_argument("--threshold", type=float, help="smoothed score a word must exceed, 0-1 (default: a bundled "
-                        f"model's own, else {THRESHOLD})")  # fmt: skip
+    parser.add_argument("--threshold", type=float, help=f"smoothed score a word must exceed, 0-1 (default: {OWN} "
+                        f"{THRESHOLD})")  # fmt: skip
     parser.add_argument("--stride-ms", type=float,
-                        help=f"step between model windows, a multiple of 10 ms (default: {STRIDE_MS:g}, or "
+                        help=f"step between model windows, a multiple of 10 ms (default: {OWN} {STRIDE_MS:g}, or "
                         f"{STREAM_STRIDE_MS:g} for a streaming model)")  # fmt: skip
     parser.add_argument("--smooth-ms", type=float,
-                        help=f"span of the moving average of model outputs (default: {SMOOTH_MS:g}, or one stride for "
-                        "a streaming model)")  # fmt: skip
-    parser.add_argument("--suppression-ms", type=float, default=SUPPRESSION_MS,
-                        help=f"quiet time after each detected word (default: {SUPPRESSION_MS:g})")
+                        help=f"span of the moving average of model outputs (default: {OWN} {SMOOTH_MS:g}, or one "
+                        "stride for a streaming model)")  # fmt: skip
+    parser.add_argument("--suppression-ms", type=float,
+                        help=f"quiet time after each detected word (default: {OWN} {SUPPRESSION_MS:g})")
+    parser.add_argument("--patience", type=int,
+                        help=f"consecutive windows whose top class must be the word (default: {OWN} {PATIENCE})")
     default = "when the word's run of windows ends: later, with finer times" if hold_ms is None else f"{hold_ms:g}"
     parser.add_argument("--hold-ms", type=float, default=hold_ms,
                         help=f"emit a word at most this long after it is decided, 0 for at once (default: {default})")
@@ -85,9 +92,8 @@ def detector_from_args(args: argparse.Namespace) -> Detector:
     """The detector that the flags of :func:`add_detector_arguments` describe."""
     if getattr(args, "chunk_samples", 1) <= 0:
         raise KWSError(f"--chunk-samples must be positive, not {args.chunk_samples}")
-    model, threshold = model_from_args(args)
-    threshold = threshold if args.threshold is None else args.threshold
-    return Detector(model, threshold, args.stride_ms, args.smooth_ms, args.suppression_ms, args.hold_ms)
+    return Detector(model_from_args(args), args.threshold, args.stride_ms, args.smooth_ms, args.suppression_ms,
+                    args.hold_ms, patience=args.patience)  # fmt: skip
 
 
 def expand_inputs(inputs: list[str], stdin: bool = True) -> tuple[list[str], list[str]]:

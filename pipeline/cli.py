@@ -14,6 +14,7 @@ from pipeline.errors import TRAINING_STACK, KWSError
 # sub-command -> ("module:function" taking the remaining argv and returning the exit status, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
     "synth": ("pipeline.data.synth:main", "render words with TTS voices into a Speech Commands-layout corpus"),
+    "synth-speech": ("pipeline.data.speech:main", "render running speech and sounds without commands: negatives"),
     "export": ("pipeline.export:main", "write a checkpoint as one ONNX file for the torch-free runtime (--int8 too)"),
     "predict": ("pipeline.predict:main", "classify one-second clips: each file's label and all labels' scores"),
     "transcribe": ("pipeline.transcribe:main", "find command words, with times, in audio files of any length"),

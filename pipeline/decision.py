@@ -12,10 +12,21 @@ stride ``S`` is a whole number of feature hops (:class:`Windowing`).
 2. *Threshold and top class*: a word is decided when its smoothed score is the top class **and** exceeds
    ``threshold``. ``_silence_``, ``_unknown_`` (any label starting with ``_``) are never words: when one of
    them is the top class, nothing is decided.
-3. *Re-arming*: after a word is decided it cannot be decided again until its smoothed score has fallen to the
+3. *Patience* (``patience`` P): for P > 1, a word is decided only when its raw (unsmoothed) top-class run has
+   lasted P windows up to this one: a word spans several windows, a stray window does not (openWakeWord's
+   ``patience``). P = 1 asks nothing more.
+4. *Re-arming*: after a word is decided it cannot be decided again until its smoothed score has fallen to the
    threshold or below, so one utterance never gives two detections.
-4. *Suppression*: after a word is emitted, no word is decided for ``suppression_ms`` (a refractory period
+5. *Suppression*: after a word is emitted, no word is decided for ``suppression_ms`` (a refractory period
    that stops the tail of one word from firing as another).
+
+**A clip** (a stream no longer than one window, ``Decider.finish(clip=True)``): when the rule decided nothing,
+the window's top class is the word if it is one, as ``kws predict`` labels the clip, so that a clip is decided
+as well as it is classified; its span is the window.
+
+**Operating point.** A model may carry the settings it was tuned at (:class:`Settings`' ``to_dict``, stored in a
+checkpoint under ``kws_decision`` and in an export's metadata under ``decision``); the doors use them unless
+told otherwise (:func:`pipeline.streaming.settings_for`).
 
 **Word times.** A word lies inside every window that recognises it, hence inside their intersection. While a
 word is pending, the engine follows its *run*: the consecutive windows whose raw (unsmoothed) top class is the
@@ -62,6 +73,8 @@ STRIDE_MS = 400.0  # one model call per 400 ms of audio
 THRESHOLD = 0.6  # smoothed softmax score a word must exceed
 SMOOTH_MS = 400.0  # moving average over the last window(s): one window at the default stride
 SUPPRESSION_MS = 1000.0  # refractory period after an emitted word
+PATIENCE = 1  # consecutive windows whose raw top class must be the word (1: no such condition)
+OPERATING_POINT = ("threshold", "stride_ms", "smooth_ms", "suppression_ms", "patience")  # what a model carries
 MARGIN = 1e-9  # smoothed scores this close to the threshold are compared one window at a time (Decider.steps)
 
 
@@ -87,12 +100,24 @@ class Settings:
     smooth_ms: float = SMOOTH_MS
     suppression_ms: float = SUPPRESSION_MS
     hold_ms: float | None = None  # longest wait between deciding a word and emitting it; None: its run's end
+    patience: int = PATIENCE  # consecutive windows whose raw top class must be the word
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise KWSError(f"the threshold must lie between 0 and 1, not {self.threshold:g}")
         if self.smooth_ms < 0 or self.suppression_ms < 0 or (self.hold_ms or 0) < 0:
             raise KWSError("the smoothing, suppression and hold times cannot be negative")
+        if self.patience < 1 or self.patience != int(self.patience):
+            raise KWSError(f"the patience must be a whole number of windows, at least 1, not {self.patience:g}")
+
+    def to_dict(self) -> dict[str, float]:
+        """The operating point a model carries (``OPERATING_POINT``; the hold time is the door's choice)."""
+        return {key: getattr(self, key) for key in OPERATING_POINT}
+
+    def describe(self) -> str:
+        """One line: threshold, stride, smoothing, suppression and patience."""
+        return (f"threshold {self.threshold:g}, stride {self.stride_ms:g} ms, smoothing {self.smooth_ms:g} ms, "
+                f"suppression {self.suppression_ms:g} ms, patience {self.patience}")  # fmt: skip
 
     @property
     def smooth_windows(self) -> int:
@@ -185,10 +210,14 @@ class Decider:
         self.quiet_until = 0
         self.index = -1
         self.pending: _Pending | None = None
+        self.first_probs: np.ndarray | None = None  # window 0's output, for a clip (finish)
+        self.emitted = False
 
     def step(self, index: int, probs: np.ndarray) -> list[Detection]:
         """Take the softmax output of window ``index`` (0, 1, 2, ...); return the words it completes."""
         self.index = index
+        if index == 0:
+            self.first_probs = np.array(probs, dtype=np.float64)
         top = int(probs.argmax())
         if self.run_last[top] != index - 1:
             self.run_first[top] = index
@@ -209,7 +238,7 @@ class Decider:
         if index >= self.quiet_until:
             c = int(self.smoothed.argmax())
             score = float(self.smoothed[c])
-            if self.is_word[c] and self.armed[c] and score > self.settings.threshold:
+            if self.is_word[c] and self.armed[c] and score > self.settings.threshold and self._patient(c, index):
                 self.armed[c] = False
                 last = int(self.run_last[c])
                 if last > index - k:
@@ -261,6 +290,8 @@ class Decider:
     def _take(self, first: int, probs: np.ndarray, smoothed: np.ndarray) -> None:
         """:meth:`step` over rows that decide nothing, at once: their runs, average and re-arming."""
         n, k = len(probs), len(self.recent)
+        if first == 0:
+            self.first_probs = np.array(probs[0], dtype=np.float64)
         tops = probs.argmax(axis=1)
         for label in np.unique(tops):
             where = np.flatnonzero(tops == label)
@@ -276,9 +307,23 @@ class Decider:
         self.armed |= (smoothed <= self.settings.threshold).any(axis=0)
         self.index = first + n - 1
 
-    def finish(self) -> list[Detection]:
-        """End of stream: emit the pending word, if any."""
-        return [self._emit(self.index)] if self.pending is not None else []
+    def finish(self, clip: bool = False) -> list[Detection]:
+        """End of stream: emit the pending word, if any; ``clip``: the stream was one window at most (see the
+        module docstring)."""
+        if self.pending is not None:
+            return [self._emit(self.index)]
+        if clip and not self.emitted and self.first_probs is not None:
+            top = int(self.first_probs.argmax())
+            if self.is_word[top]:
+                self.emitted = True
+                w = self.windowing
+                return [Detection(self.labels[top], w.start(0), w.end(0), float(self.first_probs[top]))]
+        return []
+
+    def _patient(self, label: int, index: int) -> bool:
+        """Whether ``label``'s raw top-class run has lasted ``patience`` windows up to window ``index``."""
+        p = self.settings.patience
+        return p <= 1 or (self.run_last[label] == index and index - self.run_first[label] + 1 >= p)
 
     def _alive(self, pending: _Pending, index: int) -> bool:
         hold = self.settings.hold_windows
@@ -288,13 +333,17 @@ class Decider:
     def _emit(self, index: int) -> Detection:
         p, w = self.pending, self.windowing
         assert p is not None
-        self.pending = None
+        self.pending, self.emitted = None, True
         self.quiet_until = index + self.settings.suppression_windows
         return Detection(self.labels[p.label], w.start(p.last), w.end(p.first), p.peak)
 
 
-def decide(probs: Iterable[np.ndarray] | np.ndarray, labels: list[str], settings: Settings, windowing: Windowing) -> list[Detection]:
-    """Run the decision rule over the window outputs of a whole stream (windows 0, 1, 2, ...)."""
+def decide(
+    probs: Iterable[np.ndarray] | np.ndarray, labels: list[str], settings: Settings, windowing: Windowing,
+    clip: bool = False,
+) -> list[Detection]:  # fmt: skip
+    """Run the decision rule over the window outputs of a whole stream (windows 0, 1, 2, ...); ``clip``: the
+    stream was one window at most."""
     decider = Decider(labels, settings, windowing)
     rows = np.asarray(list(probs) if not isinstance(probs, np.ndarray) else probs, dtype=np.float64)
-    return (decider.steps(0, rows) if len(rows) else []) + decider.finish()
+    return (decider.steps(0, rows) if len(rows) else []) + decider.finish(clip)

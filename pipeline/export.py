@@ -26,7 +26,15 @@ from pipeline.files import atomic_path
 from pipeline.model import KWSModel, load_model
 from pipeline.onnx_model import OnnxModel
 from pipeline.decision import STRIDE_MS
-from pipeline.streaming import Classifier, is_streaming, mean_probs, offline_scores, window_probs, windowing_of
+from pipeline.streaming import (
+    Classifier,
+    is_streaming,
+    mean_probs,
+    offline_scores,
+    settings_for,
+    window_probs,
+    windowing_of,
+)
 
 TOLERANCE = 1e-3  # largest difference of any window's softmax score between the checkpoint and its export
 CHECK_SECONDS = 8.0  # length of each self-check signal
@@ -153,6 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def save_export_operating_point(path: str | Path, decision: dict[str, float]) -> None:
+    """Write ``decision`` into the metadata of the export at ``path`` (atomically; the graph is unchanged)."""
+    import json
+
+    import onnx
+
+    OnnxModel(path)  # one sentence if it is no kws export
+    graph = onnx.load(str(path))
+    kept = [p for p in graph.metadata_props if p.key != "decision"]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
+    graph.metadata_props.add(key="decision", value=json.dumps(dict(decision)))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(graph.SerializeToString())
+
+
 def main(argv: list[str]) -> int:
     """Entry point of ``kws export``; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -163,9 +187,11 @@ def main(argv: list[str]) -> int:
     for path in (out, int8_out) if args.int8 else (out,):
         if path.exists() and not args.force:
             raise KWSError(f"{path} already exists: choose another --out, or give --force to overwrite it")
-    ckpt, _ = resolve_model(args.ckpt)
+    ckpt, card = resolve_model(args.ckpt)
     torch_model = load_model(ckpt, runtime="torch")
     assert isinstance(torch_model, KWSModel)
+    if card is not None and not torch_model.decision:  # a bundled checkpoint from before operating points
+        torch_model.decision = {"threshold": card.threshold}
     data = torch_model.to_onnx()
     exported = OnnxModel(data, name=str(out))
     signals = check_signals(exported.sample_rate)
@@ -180,7 +206,8 @@ def main(argv: list[str]) -> int:
         tmp.write_bytes(data)
     console.print(f"wrote {out} ({len(data) / 1024:.0f} KiB): {len(exported.labels)} labels, "
                   f"{exported.config['kind']} front end at {exported.sample_rate} Hz; window scores equal the "
-                  f"checkpoint's within {difference:.1g} (tolerance {TOLERANCE:g})", highlight=False)  # fmt: skip
+                  f"checkpoint's within {difference:.1g} (tolerance {TOLERANCE:g}); operating point: "
+                  f"{settings_for(exported).describe()}", highlight=False)  # fmt: skip
     checked = labelled_clips(exported, args.check_data) if args.check_data else None
     if checked is not None:
         console.print(f"accuracy on {len(checked[1])} clips of {args.check_data}: checkpoint "

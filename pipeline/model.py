@@ -29,6 +29,7 @@ from pipeline.models.causal import StreamingForm
 from pipeline.onnx_model import FORMAT, INPUTS, OPSET, OUTPUTS, RUNTIMES, OnnxModel
 
 INFERENCE = ("front_end", "encoder")  # the parts of a KWSModule's state dict that inference uses
+DECISION_KEY = "kws_decision"  # where a checkpoint keeps its operating point (pipeline.decision)
 
 
 class KWSModel(nn.Module):
@@ -61,6 +62,7 @@ class KWSModel(nn.Module):
         self.win_length, self.hop_length = self.front_end.win_length, self.front_end.hop_length
         self.n_features = self.front_end.n_features
         self.streaming = bool(getattr(self.encoder, "causal", False))
+        self.decision: dict[str, float] = {}  # the operating point a checkpoint carries, if any
 
     def forward(self, waveform: Tensor) -> Tensor:
         """``(batch, samples)`` audio at the front end's rate -> ``(batch, n_classes)`` logits."""
@@ -127,7 +129,8 @@ class KWSModel(nn.Module):
         meta = {"kws_format": FORMAT, "labels": json.dumps(self.labels),
                 "features": json.dumps(asdict(self.front_end.config)),
                 "sample_rate": self.sample_rate, "win_length": self.win_length, "hop_length": self.hop_length,
-                "n_features": self.n_features, "window_frames": frames, "streaming": int(self.streaming)}  # fmt: skip
+                "n_features": self.n_features, "window_frames": frames, "streaming": int(self.streaming),
+                "decision": json.dumps(self.decision)}  # fmt: skip
         for key, value in meta.items():
             graph.metadata_props.add(key=key, value=str(value))
         return graph.SerializeToString()
@@ -186,6 +189,8 @@ def load_model(path: str | os.PathLike, runtime: str = RUNTIMES[0]) -> KWSModel 
     ``runtime``: ``onnx`` (exported in memory and run by ONNX Runtime, the fastest on a CPU) or ``torch``
     (eager PyTorch).
 
+    The model carries the checkpoint's operating point (``decision``), if it has one.
+
     Raises:
         KWSError: one sentence naming the file (see :func:`read_checkpoint`), or weights that do not fit the
             model its hyper-parameters describe.
@@ -202,4 +207,15 @@ def load_model(path: str | os.PathLike, runtime: str = RUNTIMES[0]) -> KWSModel 
         raise KWSError(f"{path} does not hold a usable kws model ({first_line(err)[:200]})") from None
     model.requires_grad_(False)
     model.eval()
+    model.decision = dict(checkpoint.get(DECISION_KEY) or {})
     return OnnxModel(model.to_onnx(), name=str(path)) if runtime == "onnx" else model
+
+
+def save_operating_point(path: str | os.PathLike, decision: dict[str, float]) -> None:
+    """Write ``decision`` into the checkpoint at ``path`` (atomically; the rest of the file is unchanged)."""
+    from pipeline.files import atomic_path
+
+    checkpoint = read_checkpoint(path)
+    checkpoint[DECISION_KEY] = dict(decision)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)

@@ -67,6 +67,7 @@ class OnnxModel:
                 int(meta[key]) for key in ("sample_rate", "win_length", "hop_length", "n_features", "window_frames")
             )
             self.streaming = meta.get("streaming", "0") == "1"  # older exports have no such key
+            self.decision: dict[str, float] = dict(json.loads(meta.get("decision", "{}")))  # nor this one
         except (ValueError, TypeError):
             raise KWSError(f"{name}: its kws metadata cannot be read (make it again with kws export)") from None
         inputs = {i.name: i.shape for i in self.session.get_inputs()}

@@ -115,7 +115,7 @@ def main(argv: list[str]) -> int:
         print_error(message)
     if not sources:
         return FAILED
-    model, _ = model_from_args(args)
+    model = model_from_args(args)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         predictions = predict(model, sources, errors, progress)

@@ -36,6 +36,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline.audio import SAMPLE_RATE, StreamResampler, frame_count, resample, to_mono
 from pipeline.decision import (
+    OPERATING_POINT,
+    PATIENCE,
     SMOOTH_MS,
     STRIDE_MS,
     SUPPRESSION_MS,
@@ -53,9 +55,11 @@ STREAM_STRIDE_MS = 10.0  # default decision step of a streaming model: one featu
 
 
 class Classifier(Protocol):
-    """What the engine needs of a model: its labels, its front end's geometry, features and logits."""
+    """What the engine needs of a model: its labels, its front end's geometry, features and logits; and the
+    operating point it carries (``decision``: some of ``OPERATING_POINT``'s keys, or empty)."""
 
     labels: list[str]
+    decision: dict[str, float]
     sample_rate: int  # Hz
     win_length: int  # samples per feature frame
     hop_length: int  # samples between frames
@@ -95,17 +99,32 @@ def default_stride_ms(model: Classifier) -> float:
     return STREAM_STRIDE_MS if is_streaming(model) else STRIDE_MS
 
 
+def operating_point(model: Classifier) -> dict[str, float]:
+    """The decision settings ``model`` carries (chosen by ``kws evaluate-stream --tune``), or none."""
+    point = getattr(model, "decision", None) or {}
+    return {key: point[key] for key in OPERATING_POINT if point.get(key) is not None}
+
+
 def settings_for(
-    model: Classifier, threshold: float = THRESHOLD, stride_ms: float | None = None, smooth_ms: float | None = None,
-    suppression_ms: float = SUPPRESSION_MS, hold_ms: float | None = None,
+    model: Classifier, threshold: float | None = None, stride_ms: float | None = None, smooth_ms: float | None = None,
+    suppression_ms: float | None = None, hold_ms: float | None = None, patience: int | None = None,
 ) -> Settings:  # fmt: skip
-    """The decision rule's settings for ``model``; a stride or smoothing left None takes the model's default
-    (:func:`default_stride_ms`; ``SMOOTH_MS``, or one window for a streaming model, whose windows are already
-    averages)."""
-    stride_ms = stride_ms or default_stride_ms(model)
-    if smooth_ms is None:
-        smooth_ms = stride_ms if is_streaming(model) else SMOOTH_MS
-    return Settings(threshold, stride_ms, smooth_ms, suppression_ms, hold_ms)
+    """The decision rule's settings for ``model``: each one given wins, then the model's own operating point
+    (:func:`operating_point`), then the engine's defaults (``THRESHOLD``, :func:`default_stride_ms`,
+    ``SMOOTH_MS`` or one window for a streaming model, whose windows are already averages, ``SUPPRESSION_MS``,
+    ``PATIENCE``)."""
+    given = {"threshold": threshold, "stride_ms": stride_ms, "smooth_ms": smooth_ms,
+             "suppression_ms": suppression_ms, "patience": patience}  # fmt: skip
+    own = operating_point(model)
+    value = {key: own.get(key) if given[key] is None else given[key] for key in given}
+    stride = value["stride_ms"] or default_stride_ms(model)
+    if value["smooth_ms"] is None:
+        value["smooth_ms"] = stride if is_streaming(model) else SMOOTH_MS
+    return Settings(
+        THRESHOLD if value["threshold"] is None else value["threshold"], stride, value["smooth_ms"],
+        SUPPRESSION_MS if value["suppression_ms"] is None else value["suppression_ms"], hold_ms,
+        int(value["patience"] or PATIENCE),
+    )  # fmt: skip
 
 
 def windowing_of(model: Classifier, stride_ms: float) -> Windowing:
@@ -163,17 +182,21 @@ def _as_mono(samples: np.ndarray) -> np.ndarray:
 class Detector:
     """Streaming keyword detector.
 
+    Every decision setting left None takes the model's own operating point, else the engine's default
+    (:func:`settings_for`).
+
     Args:
         model: A trained model (:class:`Classifier`): :func:`~pipeline.model.load_model`'s or an
             :class:`~pipeline.onnx_model.OnnxModel`.
         threshold: Smoothed score a word must exceed.
         stride_ms: Step between model windows; a multiple of the feature hop (default:
             :func:`default_stride_ms`).
-        smooth_ms: Span of the moving average of model outputs (default: see :func:`settings_for`).
+        smooth_ms: Span of the moving average of model outputs.
         suppression_ms: Refractory period after an emitted word.
         hold_ms: Longest wait between deciding a word and emitting it (None: until its run ends; see
             :mod:`pipeline.decision`).
         max_batch: Most windows per model call.
+        patience: Consecutive windows whose raw top class must be the word.
 
     Example:
         >>> detector = Detector(load_model("runs/quickstart/checkpoints/best.ckpt"))  # doctest: +SKIP
@@ -186,19 +209,20 @@ class Detector:
     def __init__(
         self,
         model: Classifier,
-        threshold: float = THRESHOLD,
+        threshold: float | None = None,
         stride_ms: float | None = None,
         smooth_ms: float | None = None,
-        suppression_ms: float = SUPPRESSION_MS,
+        suppression_ms: float | None = None,
         hold_ms: float | None = None,
         max_batch: int = MAX_BATCH,
+        patience: int | None = None,
     ) -> None:
         if not model.labels:
             raise KWSError("the model has no labels")
         self.model = model
         self.streaming = is_streaming(model)
         self.labels = list(model.labels)
-        self.settings = settings_for(model, threshold, stride_ms, smooth_ms, suppression_ms, hold_ms)
+        self.settings = settings_for(model, threshold, stride_ms, smooth_ms, suppression_ms, hold_ms, patience)
         self.windowing = windowing_of(model, self.settings.stride_ms)
         self.max_batch = max_batch
         self.reset()
@@ -243,10 +267,11 @@ class Detector:
     def flush(self) -> list[Detection]:
         """End the stream: pad it (see the module docstring), return the last words, and reset."""
         out = self._consume(self._resampler.flush()) if self._resampler else []
+        clip = self._samples <= self.windowing.samples
         if self._samples:
             padded = self.windowing.padded_length(self._samples, self.settings.smooth_windows - 1)
             out += self._consume(np.zeros(padded - self._samples, np.float32))
-        out += self._decider.finish()
+        out += self._decider.finish(clip)
         self.reset()
         return out
 
@@ -311,4 +336,5 @@ def offline_detect(
     settings = settings or settings_for(model)
     audio = resample(_as_mono(audio), sample_rate, model.sample_rate)
     probs = offline_scores(model, audio, settings.stride_ms, settings.smooth_windows - 1)
-    return decide(probs, list(model.labels), settings, windowing_of(model, settings.stride_ms))
+    w = windowing_of(model, settings.stride_ms)
+    return decide(probs, list(model.labels), settings, w, clip=len(audio) <= w.samples)

@@ -358,7 +358,7 @@ def test_make_and_evaluate_stream(trained: Path, model: OnnxModel, tone_corpus: 
     noise = [load_audio(f) for f in sorted(noise_dir.iterdir())]
     false_accepts = sum(len(offline_detect(model, n, SAMPLE_RATE, settings)) for n in noise)
     minutes = sum(n.shape[0] for n in noise) / SAMPLE_RATE / 60
-    assert f"noise only: {false_accepts} false accepts in {minutes:.1f} min" in report, report
+    assert f"negatives: {false_accepts} false accepts in {minutes:.1f} min" in report, report
 
 
 def test_evaluate_stream_tune_prints_the_best_settings(trained: Path, tone_corpus: Path, tmp_path: Path,
@@ -369,8 +369,8 @@ def test_evaluate_stream_tune_prints_the_best_settings(trained: Path, tone_corpu
     assert kws(["evaluate-stream", str(out), "--ckpt", str(trained), "--tune"]) == 0
     report = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert "best detector settings" in report
-    rows = re.findall(r"\b[01](?:\.\d+)? \d+ \d+ \d+ \d+\.\d%", report)
-    assert len(rows) == TUNE_SHOWN, report  # threshold, stride, smoothing and suppression of each
+    rows = re.findall(r"\b[01](?:\.\d+)? \d+ \d+ \d+ \d \d+\.\d%", report)
+    assert len(rows) == TUNE_SHOWN, report  # threshold, stride, smoothing, suppression and patience of each
 
 
 # ---- kws predict -------------------------------------------------------------------------------------------------
@@ -401,3 +401,69 @@ def test_predict_classifies_clips_as_the_model_does(trained: Path, model: OnnxMo
     assert kws(["predict", test_clips[0], "--ckpt", str(trained), "--format", "json"]) == 0
     [item] = json.loads(capsys.readouterr().out)
     assert item["file"] == test_clips[0] and item["label"] == rows[0]["label"] and set(item["scores"]) == set(model.labels)
+
+
+def test_tune_within_a_budget_saves_the_operating_point_every_door_uses(
+    trained: Path, model: OnnxModel, tone_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from pipeline.live import build_parser as live_parser, run_demo
+    from pipeline.stream_eval import tune
+    from rich.console import Console
+
+    dev, test = tmp_path / "dev.wav", tmp_path / "test.wav"
+    for out, seed in ((dev, 4), (test, 5)):
+        assert kws(["make-stream", "--source", str(tone_corpus), "--out", str(out), "--minutes", "0.4",
+                    "--seed", str(seed)]) == 0  # fmt: skip
+    negatives = tone_corpus / "_background_noise_"
+    ckpt = tmp_path / "tuned.ckpt"
+    ckpt.write_bytes(trained.read_bytes())
+    budget = 200.0
+    assert kws(["evaluate-stream", str(dev), "--ckpt", str(ckpt), "--tune", "--stride-ms", "200", "--fa-budget",
+                str(budget), "--negatives", str(negatives), "--save"]) == 0  # fmt: skip
+    assert "wrote the operating point" in capsys.readouterr().out
+    # the tuner's ranking: within the budget, no setting finds more words than the one saved
+    ranked = tune(model, load_audio(dev).numpy(), read_truth(dev.with_suffix(".csv")), strides_ms=(200.0,),
+                  patience=(1, 2, 3), negatives=[load_audio(f).numpy() for f in sorted(negatives.iterdir())],
+                  fa_budget=budget)  # fmt: skip
+    best, stats = ranked[0]
+    assert stats.false_accepts_per_hour <= budget
+    assert all(r.correct <= stats.correct for _, r in ranked if r.false_accepts_per_hour <= budget)
+    saved = load_model(ckpt)
+    assert saved.decision == best.to_dict()
+    # kws transcribe and kws live use it unless told otherwise, from the checkpoint and from its export
+    expected = offline_detect(saved, load_audio(test).numpy(), SAMPLE_RATE, best)
+    onnx = tmp_path / "tuned.onnx"
+    assert kws(["export", str(ckpt), "--out", str(onnx)]) == 0
+    for flag, path in (("--ckpt", ckpt), ("--model", onnx)):
+        capsys.readouterr()
+        assert kws(["transcribe", str(test), flag, str(path), "--format", "jsonl"]) == 0
+        words = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [(w["word"], w["start"], w["end"]) for w in words] == [(d.word, d.start, d.end) for d in expected]
+        summary = run_demo(live_parser().parse_args([flag, str(path), "--input-file", str(test)]),
+                           Console(file=io.StringIO()))  # fmt: skip
+        assert [d.word for d in summary.words] == [d.word for d in offline_detect(
+            saved, load_audio(test).numpy(), SAMPLE_RATE, Settings(**best.to_dict(), hold_ms=0.0))]
+    # a flag still wins over the model's own point
+    capsys.readouterr()
+    assert kws(["transcribe", str(test), "--ckpt", str(ckpt), "--threshold", "0.3", "--format", "jsonl"]) == 0
+    words = [json.loads(line)["word"] for line in capsys.readouterr().out.splitlines()]
+    lower = offline_detect(saved, load_audio(test).numpy(), SAMPLE_RATE, Settings(**{**best.to_dict(), "threshold": 0.3}))
+    assert words == [d.word for d in lower]
+
+
+def test_evaluate_stream_det_sweeps_the_threshold(trained: Path, model: OnnxModel, tone_corpus: Path,
+                                                  tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    out, png = tmp_path / "det.wav", tmp_path / "det.png"
+    assert kws(["make-stream", "--source", str(tone_corpus), "--out", str(out), "--minutes", "0.4", "--seed", "6"]) == 0
+    negatives = tone_corpus / "_background_noise_"
+    capsys.readouterr()
+    assert kws(["evaluate-stream", str(out), "--ckpt", str(trained), *TONE_FLAGS, "--negatives", str(negatives),
+                "--det", str(png), "--thresholds", "0.3,0.6,0.9"]) == 0  # fmt: skip
+    report = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    truth = read_truth(out.with_suffix(".csv"))
+    for t in (0.3, 0.6, 0.9):  # each row is the engine's figure at that threshold
+        settings = Settings(**{**TONE_DETECTOR, "threshold": t})
+        stats = score_stream(offline_detect(model, load_audio(out).numpy(), SAMPLE_RATE, settings), truth,
+                             vocabulary(model), load_audio(out).shape[0] / SAMPLE_RATE, 0.5)  # fmt: skip
+        assert f"{t:g} {stats.percent(stats.correct):.1f}% {stats.false_accepts_per_hour:.1f}" in report, report

@@ -95,3 +95,61 @@ def decode_files(
                 np.save(f, audio)
         write_text(target.with_suffix(".json"), json.dumps(errors))
     return ClipStore(audio, errors)
+
+
+@dataclass
+class LongStore:
+    """Audio files of any length end to end as int16: file ``i`` is ``audio[starts[i] : starts[i] + lengths[i]]``;
+    ``errors`` maps unreadable files to the reason."""
+
+    audio: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+    errors: dict[str, str]
+
+
+def _decode_whole(args: tuple[str, int]) -> tuple[np.ndarray | None, str | None]:
+    path, sample_rate = args
+    try:
+        audio = read_audio(path, sample_rate)
+    except AudioError as err:
+        return None, str(err)
+    return np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16), None
+
+
+def decode_long(
+    paths: list[Path], cache_dir: str | Path | None = None, sample_rate: int = SAMPLE_RATE,
+    description: str = "decoding audio",
+) -> LongStore:  # fmt: skip
+    """Decode ``paths`` whole, end to end (a :class:`LongStore`), reusing the cache when it is current."""
+    paths = list(paths)
+    target = None
+    if cache_dir is not None:
+        target = Path(cache_dir) / f"long-{cache_key(paths, sample_rate, -1)}.npy"
+        index = target.with_suffix(".json")
+        if target.exists() and index.exists():
+            meta = json.loads(index.read_text())
+            return LongStore(np.load(target, mmap_mode="r"), np.array(meta["starts"], dtype=np.int64),
+                             np.array(meta["lengths"], dtype=np.int64), meta["errors"])  # fmt: skip
+    parts, lengths, errors = [], [], {}
+    columns = (TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task(description, total=len(paths))
+        for path, (audio, err) in zip(paths, map(_decode_whole, [(str(p), sample_rate) for p in paths])):
+            if err is None:
+                parts.append(audio)
+                lengths.append(len(audio))
+            else:
+                errors[str(path)] = err
+                lengths.append(0)
+            progress.advance(task)
+    audio = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+    lengths_arr = np.array(lengths, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths_arr)[:-1]]).astype(np.int64) if len(paths) else lengths_arr
+    if target is not None:
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, audio)
+        write_text(target.with_suffix(".json"),
+                   json.dumps({"starts": starts.tolist(), "lengths": lengths_arr.tolist(), "errors": errors}))
+    return LongStore(audio, starts, lengths_arr, errors)

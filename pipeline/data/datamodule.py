@@ -13,15 +13,32 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, clip_samples, read_audio
+from pipeline.audio import AUDIO_SUFFIXES, CLIP_SAMPLES, SAMPLE_RATE, clip_samples, read_audio
 from pipeline.augment import AugmentConfig, WaveAugment
 from pipeline.console import warn
-from pipeline.data.cache import decode_files
+from pipeline.data.cache import LongStore, decode_files, decode_long
 from pipeline.data.download import download_and_extract
 from pipeline.errors import AudioError, DataError
-from pipeline.data.speech_commands import SILENCE, SPLITS, UNKNOWN, Corpus, Task, audio_files, make_task, scan
+from pipeline.data.speech_commands import (
+    NOISE_DIR,
+    SILENCE,
+    SPLITS,
+    TESTING_LIST,
+    UNKNOWN,
+    VALIDATION_LIST,
+    Corpus,
+    Task,
+    audio_files,
+    make_task,
+    is_word,
+    scan,
+    speaker_of,
+    which_set,
+)
 
 SILENCE_STORE = -1  # store index of generated silence clips
+NEGATIVE_STORE = -2  # store index of windows cut from the negative audio
+NEGATIVE_STREAM = 2  # seeds the negative windows apart from the silence clips
 MAX_REPORTED = 3  # unreadable files named in the warning
 SplitRule = Literal["auto", "hash", "test", "fold"]
 
@@ -32,19 +49,24 @@ class KWSDataset(Dataset):
     Args:
         stores: int16 arrays of decoded clips, one per root.
         items: ``(n, 2)`` array of ``(store, row)``; store ``-1`` is silence clip number ``row``, cut from
-            ``noise`` at a position and gain fixed by ``seed`` and ``row`` (the same on every epoch).
+            ``noise`` at a position and gain fixed by ``seed`` and ``row`` (the same on every epoch); store ``-2``
+            is negative window number ``row``, cut from a file of ``negatives`` (drawn by length) at a position
+            fixed the same way.
         labels: Class index of each item.
         noise: 1-D float32 background noise; ``None`` makes silence clips digital zeros.
         seed: Seed of the silence clips' positions and gains.
         clip_samples: Samples per clip (silence clips are cut to this length).
+        negatives: Audio files without command words said alone, of this split.
     """
 
     def __init__(
         self, stores: list[np.ndarray], items: np.ndarray, labels: np.ndarray, noise: np.ndarray | None, seed: int = 0,
-        clip_samples: int = CLIP_SAMPLES,
+        clip_samples: int = CLIP_SAMPLES, negatives: LongStore | None = None,
     ) -> None:  # fmt: skip
         self.stores, self.items, self.labels, self.noise, self.seed = stores, items, labels, noise, seed
-        self.clip_samples = clip_samples
+        self.clip_samples, self.negatives = clip_samples, negatives
+        if negatives is not None and negatives.lengths.sum():
+            self._by_length = np.cumsum(negatives.lengths) / negatives.lengths.sum()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -58,9 +80,23 @@ class KWSDataset(Dataset):
                 rng = np.random.default_rng((self.seed, int(row)))
                 start = rng.integers(0, len(self.noise) - n + 1)
                 clip = self.noise[start : start + n] * np.float32(rng.uniform(0.0, 1.0))
+        elif store == NEGATIVE_STORE:
+            clip = self._negative(int(row))
         else:
             clip = self.stores[store][row].astype(np.float32) / 32768.0
         return torch.from_numpy(np.ascontiguousarray(clip)), int(self.labels[i])
+
+    def _negative(self, row: int) -> np.ndarray:
+        """Negative window ``row``: a file drawn by length, a window of it (the whole file, padded, if shorter)."""
+        assert self.negatives is not None
+        rng = np.random.default_rng((self.seed, NEGATIVE_STREAM, row))
+        k = min(int(np.searchsorted(self._by_length, rng.uniform(), side="right")), len(self._by_length) - 1)
+        start, length, n = int(self.negatives.starts[k]), int(self.negatives.lengths[k]), self.clip_samples
+        offset = int(rng.integers(0, max(0, length - n) + 1))
+        clip = np.zeros(n, dtype=np.float32)
+        piece = self.negatives.audio[start + offset : start + min(length, offset + n)]
+        clip[: len(piece)] = piece.astype(np.float32) / 32768.0
+        return clip
 
 
 @dataclass
@@ -94,6 +130,13 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             themselves chosen by the standard hash (they all fall in its test band), so re-splitting that
             folder needs a salt.
         noise_dir: Extra folder of background-noise recordings (besides each root's ``_background_noise_``).
+        negatives: Folders of audio without command words said on their own (running speech, sounds, the windows
+            ``kws mine`` keeps), files of any length anywhere beneath (``_background_noise_`` left out): windows
+            of 1 s cut anywhere from them are ``_unknown_`` (``_silence_`` for a task without ``_unknown_``).
+            Their split: the folder's list files when present, else the speaker hash (the speaker of
+            ``<speaker>_nohash_<n>`` names, else the file's folder), as for clips.
+        negative_share: Negative windows per split, as a fraction of the word clips (default 0.5 when
+            ``negatives`` are given).
         batch_size: Clips per batch.
         num_workers: DataLoader worker processes (clips come from memory, so 0 is usually fastest).
         cache_dir: Folder for the decoded-clip cache; ``null`` decodes into memory on every run.
@@ -119,6 +162,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         fold: int = 0,
         hash_salt: str = "",
         noise_dir: str | None = None,
+        negatives: str | list[str] | None = None,
+        negative_share: float = 0.5,
         batch_size: int = 128,
         num_workers: int = 0,
         cache_dir: str | None = "data/cache",
@@ -153,6 +198,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.fold = (fold, folds)
         self.hash_salt = hash_salt
         self.noise_dir = Path(noise_dir) if noise_dir else None
+        self.negative_roots = [Path(r) for r in ([negatives] if isinstance(negatives, (str, Path)) else negatives or [])]
+        if negative_share < 0:
+            raise DataError(f"data.negative_share cannot be negative, not {negative_share:g}")
+        self.negative_share = negative_share
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.sample_rate, self.clip_samples = sample_rate, clip_samples(sample_rate)
         self.cache_dir = cache_dir
@@ -161,6 +210,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.augmenter: WaveAugment | None = None
 
     def prepare_data(self) -> None:
+        for root in self.negative_roots:
+            if not root.is_dir():
+                raise DataError(f"data.negatives {root} is not a folder")
         for root in self.roots:
             if root.exists():
                 continue
@@ -193,9 +245,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             noise_files += corpus.noise_files
             self._assign(index, corpus, store.errors, splits)
         noise = self._load_noise(noise_files + (audio_files(self.noise_dir) if self.noise_dir else []))
+        negatives = self._negatives(splits)
         self.datasets = {
             name: KWSDataset(stores, np.array(s.items, dtype=np.int64).reshape(-1, 2), np.array(s.labels), noise, seed,
-                             self.clip_samples)  # fmt: skip
+                             self.clip_samples, negatives.get(name))  # fmt: skip
             for seed, (name, s) in enumerate(splits.items(), start=len(SPLITS) * self.seed)
         }
         self.item_weights = self._item_weights(splits["train"])
@@ -251,6 +304,54 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                     out.items.append((SILENCE_STORE, first + k))
                     out.labels.append(index[SILENCE])
 
+    def negative_split(self, root: Path, path: Path, lists: dict[str, set[str]] | None) -> str:
+        """The split of a negative file under ``root``: its list files, else the speaker hash."""
+        rel = path.relative_to(root).as_posix()
+        if lists is not None:
+            return next((split for split in ("validation", "test") if rel in lists[split]), "train")
+        speaker = speaker_of(path.name) if "_nohash_" in path.name else path.parent.name
+        return which_set(self.hash_salt + speaker, *self.percentages)
+
+    def _negatives(self, splits: dict[str, _Split]) -> dict[str, LongStore]:
+        """Decode the negative files of each split and add ``negative_share`` windows of them to it."""
+        if not self.negative_roots:
+            return {}
+        index = {label: i for i, label in enumerate(self.labels)}
+        label = index.get(UNKNOWN, index.get(SILENCE))
+        if label is None:
+            raise DataError("data.negatives need a task with _unknown_ or _silence_ to label them")
+        files: dict[str, list[Path]] = {split: [] for split in SPLITS}
+        for root in self.negative_roots:
+            if not root.is_dir():
+                raise DataError(f"data.negatives {root} is not a folder")
+            lists = None
+            if (root / VALIDATION_LIST).is_file() and (root / TESTING_LIST).is_file():
+                lists = {split: set((root / name).read_text().split())
+                         for split, name in (("validation", VALIDATION_LIST), ("test", TESTING_LIST))}  # fmt: skip
+            found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+                           and NOISE_DIR not in p.relative_to(root).parts)  # fmt: skip
+            if not found:
+                raise DataError(f"data.negatives {root} holds no audio files")
+            for path in found:
+                files[self.negative_split(root, path, lists)].append(path)
+        stores = {}
+        for offset, split in enumerate(SPLITS):
+            if not files[split]:
+                continue
+            store = decode_long(files[split], self.cache_dir, self.sample_rate, f"decoding {split} negatives")
+            if store.errors:
+                first = list(store.errors.values())[:MAX_REPORTED]
+                warn(f"skipped {len(store.errors)} unreadable negative file(s): " + "; ".join(first))
+            if not store.lengths.sum():
+                continue
+            stores[split] = store
+            out = splits[split]
+            words = sum(1 for s, y in zip(out.items, out.labels) if s[0] != SILENCE_STORE and is_word(self.labels[y]))
+            for k in range(math.ceil(words * self.negative_share)):
+                out.items.append((NEGATIVE_STORE, k))
+                out.labels.append(label)
+        return stores
+
     def _load_noise(self, files: list[Path]) -> np.ndarray | None:
         """The background-noise recordings, joined (unreadable ones are skipped with a warning)."""
         parts = []
@@ -262,19 +363,23 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         return np.concatenate(parts).astype(np.float32) if parts else None
 
     def _item_weights(self, train: _Split) -> np.ndarray:
-        stores = np.array([s for s, _ in train.items], dtype=np.int64)
+        stores = np.array([s for s, _ in train.items], dtype=np.int64).reshape(-1)
+        negative = stores == NEGATIVE_STORE
         # silence clips count towards the first root's share
-        stores = np.where(stores == SILENCE_STORE, 0, stores)
-        counts = np.bincount(stores, minlength=len(self.roots)).astype(np.float64)
+        stores = np.where((stores == SILENCE_STORE) | negative, 0, stores)
+        counts = np.bincount(stores[~negative], minlength=len(self.roots)).astype(np.float64)
         per_root = np.array(self.weights) / np.maximum(counts, 1)
-        return per_root[stores]
+        weights = per_root[stores]
+        if negative.any() and (~negative).any():  # negatives are drawn at their share of the items
+            weights[negative] = weights[~negative].mean()
+        return weights
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         dataset = self.datasets[split]
         if not len(dataset):
             raise DataError(f"the {split} split is empty: no clips of the task's words were assigned to it")
         sampler = None
-        if shuffle and len(self.roots) > 1:
+        if shuffle and (len(self.roots) > 1 or self.negative_roots):
             # a seeded generator: under DDP every rank draws the same sequence, and Lightning's sampler
             # wrapper gives each rank its own share of it
             generator = torch.Generator().manual_seed(self.seed)

@@ -1,8 +1,11 @@
 """Long test streams: words of a Speech Commands-layout folder laid over background noise (``kws make-stream``).
 
-Words are laid end to end, 1-3 s apart, over random stretches of the noise recordings; the truth goes next to
-the audio as ``<stream>.csv`` (``word,start,end`` in seconds, the extent of each word's voiced part, found from
-its energy). ``kws evaluate-stream`` (:mod:`pipeline.stream_eval`) scores a detector against it.
+Words are laid end to end, 1-3 s apart (``gap_seconds``), over random stretches of the noise recordings (or none:
+``snr_db=None``); the truth goes next to the audio as ``<stream>.csv`` (``word,start,end`` in seconds, the extent of
+each word's voiced part, found from its energy). Files of any length are laid whole, so a folder of running speech
+(``kws synth-speech``'s ``_speech_``) makes a stream of speech without command words; ``repeat=False`` lays every
+file once, in a random order, instead of drawing them with replacement. ``kws evaluate-stream``
+(:mod:`pipeline.stream_eval`) scores a detector against it.
 """
 
 from __future__ import annotations
@@ -72,23 +75,27 @@ def make_stream(
     source: str | Path,
     noise_dir: str | Path | None = None,
     minutes: float = MINUTES,
-    snr_db: float = SNR_DB,
+    snr_db: float | None = SNR_DB,
     noise_level: float | None = None,
     seed: int = 0,
     words: Sequence[str] | None = None,
     split: str = "test",
+    gap_seconds: tuple[float, float] = GAP_SECONDS,
+    repeat: bool = True,
 ) -> tuple[np.ndarray, list[TruthWord]]:
     """Build a stream of words over noise; return the 16 kHz audio and its truth.
 
     Args:
         source: A Speech Commands-layout folder.
         noise_dir: Folder of background recordings (default: ``<source>/_background_noise_``).
-        minutes: Stream length.
-        snr_db: Median word RMS over noise RMS, in dB (ignored when ``noise_level`` is given).
+        minutes: Stream length (with ``repeat=False``, at most this long: it ends after the last file).
+        snr_db: Median word RMS over noise RMS, in dB (ignored when ``noise_level`` is given); ``None``: no noise.
         noise_level: Absolute RMS of the noise instead.
         seed: Random seed (word order, gaps, noise stretches).
         words: Only these words (default: every word of the folder).
         split: Clips of this split (``train``, ``validation``, ``test``) or ``all``.
+        gap_seconds: Range of the uniform silence between one word's end and the next word's start.
+        repeat: Draw clips with replacement (the default), or lay each once in a random order.
 
     Raises:
         KWSError: no usable clips or noise.
@@ -102,22 +109,29 @@ def make_stream(
     ]  # fmt: skip
     if not clips:
         raise KWSError(f"{source} holds no clips of the requested words in the {split} split")
-    noise_dir = Path(noise_dir) if noise_dir else Path(source) / NOISE_DIR
-    noise_files = audio_files(noise_dir)
-    if not noise_files:
-        raise KWSError(f"no background-noise audio files in {noise_dir}: give a folder of recordings with --noise")
-    noises = [n for n in (read_audio(p) for p in noise_files) if len(n) > 2 * FADE_SECONDS * SAMPLE_RATE]
-    if not noises:
-        raise KWSError(f"the background-noise files in {noise_dir} are all shorter than {2 * FADE_SECONDS:g} s")
+    clean = snr_db is None and noise_level is None
+    noises: list[np.ndarray] = []
+    if not clean:
+        noise_dir = Path(noise_dir) if noise_dir else Path(source) / NOISE_DIR
+        noise_files = audio_files(noise_dir)
+        if not noise_files:
+            raise KWSError(f"no background-noise audio files in {noise_dir}: give a folder of recordings with --noise")
+        noises = [n for n in (read_audio(p) for p in noise_files) if len(n) > 2 * FADE_SECONDS * SAMPLE_RATE]
+        if not noises:
+            raise KWSError(f"the background-noise files in {noise_dir} are all shorter than {2 * FADE_SECONDS:g} s")
     rng = np.random.default_rng(seed)
     length = int(minutes * 60 * SAMPLE_RATE)
     speech = np.zeros(length, dtype=np.float32)
     margin, fade = int(MARGIN_SECONDS * SAMPLE_RATE), int(FADE_SECONDS * SAMPLE_RATE)
     truth: list[TruthWord] = []
     levels: list[float] = []
-    t = int(rng.uniform(*GAP_SECONDS) * SAMPLE_RATE)
+    order = iter(rng.permutation(len(clips)).tolist()) if not repeat else None
+    t = int(rng.uniform(*gap_seconds) * SAMPLE_RATE)
     while True:
-        clip = clips[rng.integers(len(clips))]
+        pick = rng.integers(len(clips)) if order is None else next(order, None)
+        if pick is None:
+            break
+        clip = clips[pick]
         audio = read_audio(clip.path)
         a, b = word_extent(audio)
         lo, hi = max(0, a - margin), min(len(audio), b + margin)
@@ -130,10 +144,16 @@ def make_stream(
         speech[t - (a - lo) : t + (hi - a)] += piece
         truth.append(TruthWord(clip.word, t / SAMPLE_RATE, (t + b - a) / SAMPLE_RATE))
         levels.append(float(np.sqrt(np.mean(np.square(audio[a:b], dtype=np.float64)))))
-        t += (b - a) + int(rng.uniform(*GAP_SECONDS) * SAMPLE_RATE)
-    if noise_level is None:
-        noise_level = (float(np.median(levels)) if levels else 0.1) / 10 ** (snr_db / 20)
-    mix = speech + _noise_track(noises, length, rng) * np.float32(noise_level)
+        t += (b - a) + int(rng.uniform(*gap_seconds) * SAMPLE_RATE)
+    if order is not None:  # each file once: the stream ends after the last one
+        length = min(length, t)
+        speech = speech[:length]
+    if clean:
+        mix = speech
+    else:
+        if noise_level is None:
+            noise_level = (float(np.median(levels)) if levels else 0.1) / 10 ** (snr_db / 20)
+        mix = speech + _noise_track(noises, length, rng) * np.float32(noise_level)
     peak = float(np.abs(mix).max()) if length else 0.0
     return (mix * (PEAK / peak) if peak > PEAK else mix).astype(np.float32), truth
 

@@ -563,15 +563,17 @@ def _call(job: Callable[[], int]) -> int:
     return job()
 
 
-def read_marker(out: str | os.PathLike) -> dict | None:
+def read_marker(out: str | os.PathLike, marker: str = MARKER) -> dict | None:
     """The settings the corpus in ``out`` was made with (an older marker completed with ``MARKER_DEFAULTS``), or
-    ``None`` when ``out`` holds no ``kws synth`` corpus."""
-    marker = Path(out) / MARKER
-    return {**MARKER_DEFAULTS, **json.loads(marker.read_text())} if marker.is_file() else None
+    ``None`` when ``out`` holds no ``kws synth`` corpus (or none of the command whose ``marker`` is given)."""
+    path = Path(out) / marker
+    return {**MARKER_DEFAULTS, **json.loads(path.read_text())} if path.is_file() else None
 
 
-def _check_out(out: Path, settings: dict) -> None:
-    old = read_marker(out)
+def check_out(out: Path, settings: dict, marker: str = MARKER) -> None:
+    """Refuse an output folder that holds another corpus, one of other ``settings`` or of an older renderer,
+    or files of the user's (one sentence each); ``marker`` names the file that records the settings."""
+    old = read_marker(out, marker)
     if old is not None:
         if old["renderer"] != settings["renderer"]:
             raise DataError(
@@ -584,7 +586,21 @@ def _check_out(out: Path, settings: dict) -> None:
                 "re-run with the same settings to complete it, or choose another --out folder"
             )
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out} is not empty and was not made by kws synth (no {MARKER}): choose another --out folder")
+        raise DataError(f"{out} is not empty and was not made by kws synth (no {marker}): choose another --out folder")
+
+
+def run_jobs(todo: list[tuple[int, Callable[[], int]]], jobs: int | None, label: str = "synth") -> int:
+    """Run ``(files, job)`` pairs on ``jobs`` worker processes (default: one per CPU) with a progress bar over
+    the files; each job returns how many it wrote. Returns the total written."""
+    total = sum(count for count, _ in todo)
+    if todo:
+        columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        pool = multiprocessing.get_context("fork").Pool(jobs or os.cpu_count(), _worker_init)  # inherits imports
+        with pool, Progress(*columns, console=console) as bar:
+            task = bar.add_task(label, total=total)
+            for written in pool.imap_unordered(_call, [job for _, job in todo]):
+                bar.advance(task, written)
+    return total
 
 
 def synthesize(
@@ -640,7 +656,7 @@ def synthesize(
         "pitch_spread": pitch_spread,
         "renderer": RENDERER,
     }
-    _check_out(out, settings)
+    check_out(out, settings)
     out.mkdir(parents=True, exist_ok=True)
     for stray in out.glob("**/.*.tmp"):  # left by a killed run
         stray.unlink()
@@ -661,14 +677,8 @@ def synthesize(
             render = functools.partial(render_voice, out, voice, words, clips_per_voice, seed, styles, pitch_spread)
             todo.append((missing, render))
 
-    begin, total = time.perf_counter(), sum(count for count, _ in todo)
-    if todo:
-        columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        pool = multiprocessing.get_context("fork").Pool(jobs or os.cpu_count(), _worker_init)  # inherits imports
-        with pool, Progress(*columns, console=console) as bar:
-            task = bar.add_task("synth", total=total)
-            for written in pool.imap_unordered(_call, [job for _, job in todo]):
-                bar.advance(task, written)
+    begin = time.perf_counter()
+    total = run_jobs(todo, jobs)
     for split, name in (("validation", VALIDATION_LIST), ("test", TESTING_LIST)):
         write_text(out / name, "".join(rel + "\n" for rel in sorted(lists[split])))
         if not lists[split]:

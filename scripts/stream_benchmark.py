@@ -1,0 +1,131 @@
+"""The stream benchmark (pipeline/benchmark.py): each model's DET curve on speakers it never trained on.
+
+For each ``--model NAME=PATH`` (a checkpoint, an export or a bundled model's name) it prints, threshold by
+threshold, the share of command words found on the real-speaker streams (20, 10 and 5 dB) and the held-out TTS
+voices' stream, and the false accepts per hour on each kind of negative audio: real isolated other words, real
+running speech (LibriSpeech), TTS running speech, the official noise. The settings other than the threshold are
+each model's own operating point unless given. ``--png`` draws the curves. Streams and figures are kept in
+``--out``: a rerun resumes.
+
+A PATH holding ``{fold}`` is one model per cross-validation fold (``scripts/crossval.py``'s): each fold's model
+is scored on its own fold's speakers only, and the figures are pooled over ``--folds`` folds.
+
+Example (the quickstart model, trained on TTS voices alone, so every real speaker is unseen)::
+
+    python scripts/stream_benchmark.py --model quickstart=runs/quickstart/checkpoints/best.ckpt \\
+        --real ../shared/data --corpus data/synth_gsc12 --speech data/tts_speech --png docs/det_quickstart.png
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from pipeline.arguments import load_checkpoint
+from pipeline.benchmark import ISOLATED, NOISE, POSITIVE, RUNNING, TTS_SPEECH, BenchStream, build_streams, pooled, run_benchmark
+from pipeline.bundled import resolve_model
+from pipeline.console import run_script
+from pipeline.errors import KWSError
+from pipeline.onnx_model import OnnxModel
+from pipeline.stream_eval import DET_THRESHOLDS, DetPoint, StreamStats, plot_det
+from pipeline.streaming import settings_for
+
+NEGATIVE_KINDS = (ISOLATED, RUNNING, TTS_SPEECH, NOISE)
+TARGET = "real commands 10 dB"  # the positive stream of the drawn curves
+
+
+def load(path: str):
+    """A model and the file it came from: an export, a checkpoint or a bundled model's name."""
+    if path.endswith(".onnx"):
+        return OnnxModel(path), path
+    file, card = resolve_model(path)
+    model = OnnxModel(card.export_path, name=card.name) if card else load_checkpoint(file, "onnx")
+    if card and not model.decision:
+        model.decision = {"threshold": card.threshold}
+    return model, str(card.export_path) if card else file
+
+
+def score(args: argparse.Namespace, path: str, folds: list[int | None], thresholds: tuple[float, ...]):
+    """Per stream and threshold, the statistics pooled over ``folds`` (one model per fold); the streams; the
+    settings of the sweep."""
+    real = Path(args.real) if args.real else None
+    total: dict[str, list[StreamStats]] = {}
+    for fold in folds:
+        model, file = load(path.format(fold=fold))
+        settings = settings_for(model, None, args.stride_ms, args.smooth_ms, args.suppression_ms, None, args.patience)
+        streams = build_streams(
+            Path(args.out), real / "speech_commands_v0.02_test_part_a" if real else None,
+            real / "real_speech_without_commands" / "librispeech_test-other" if real else None,
+            real / "speech_commands_background_noise" if real else None,
+            Path(args.corpus) if args.corpus else None, Path(args.speech) if args.speech else None,
+            fold, args.folds,
+        )  # fmt: skip
+        for name, stats in run_benchmark(model, file, settings, streams, Path(args.out), thresholds).items():
+            total[name] = [a + b for a, b in zip(total[name], stats)] if name in total else stats
+    return total, streams, settings
+
+
+def table(name: str, total: dict[str, list[StreamStats]], streams: list[BenchStream], own: float,
+          thresholds: tuple[float, ...]) -> str:  # fmt: skip
+    """The markdown DET table of one model: found per positive stream, false accepts per hour per negative kind."""
+    positives = [s.name for s in streams if s.kind == POSITIVE]
+    negatives = {k: pooled(total, streams, k) for k in NEGATIVE_KINDS if any(s.kind == k for s in streams)}
+    lines = [f"| {name}: threshold | " + " | ".join(f"found, {p}" for p in positives)
+             + " | " + " | ".join(f"FA/h, {k}" for k in negatives) + " |",
+             "| --- |" + " --- |" * (len(positives) + len(negatives))]  # fmt: skip
+    for i, t in enumerate(thresholds):
+        found = [f"{total[p][i].percent(total[p][i].correct):.1f} %" for p in positives]
+        fa = [f"{negatives[k][i].false_accepts_per_hour:.1f}" for k in negatives]
+        lines.append(f"| {t:g}{' (own)' * (abs(t - own) < 1e-9)} | " + " | ".join(found + fa) + " |")
+    lines.append("\n(" + ", ".join(f"{k}: {rows[0].seconds / 60:.0f} min" for k, rows in negatives.items())
+                 + "; command words: " + ", ".join(f"{p} {total[p][0].ground_truth}" for p in positives) + ")")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH",
+                        help="a model to score (repeatable): checkpoint, export or bundled name; {fold} in PATH: "
+                        "one model per fold")  # fmt: skip
+    parser.add_argument("--real", help="the shared data folder (its test part A, LibriSpeech and noise folders)")
+    parser.add_argument("--corpus", help="a kws synth corpus: its test voices' command stream")
+    parser.add_argument("--speech", help="a kws synth-speech folder: its test voices' running speech")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds of {fold} models (default: 5)")
+    parser.add_argument("--out", default="runs/benchmark", help="where streams and figures are kept")
+    parser.add_argument("--stride-ms", type=float, help="the sweep's stride (default: each model's own)")
+    parser.add_argument("--smooth-ms", type=float, help="the sweep's smoothing (default: each model's own)")
+    parser.add_argument("--suppression-ms", type=float, help="the sweep's suppression (default: each model's own)")
+    parser.add_argument("--patience", type=int, help="the sweep's patience (default: each model's own)")
+    parser.add_argument("--thresholds", help="comma-separated thresholds (default: the DET sweep's)")
+    parser.add_argument("--png", help="draw every model's curves (commands found at 10 dB against false accepts per "
+                        "hour of isolated words and of running speech) into this PNG")  # fmt: skip
+    args = parser.parse_args()
+    thresholds = tuple(float(t) for t in args.thresholds.split(",")) if args.thresholds else DET_THRESHOLDS
+    curves: dict[str, dict[str, list[DetPoint]]] = {ISOLATED: {}, RUNNING: {}}
+    for item in args.model:
+        name, _, path = item.partition("=")
+        if not path:
+            raise KWSError(f"--model takes NAME=PATH, not {item!r}")
+        folds = list(range(args.folds)) if "{fold}" in path else [None]
+        total, streams, settings = score(args, path, folds, thresholds)
+        print(f"\n{name}: {path}; {settings.describe().split(', ', 1)[1]}"
+              f"{f'; pooled over {len(folds)} folds' if len(folds) > 1 else ''}\n")  # fmt: skip
+        print(table(name, total, streams, settings.threshold, thresholds))
+        target = next((s.name for s in streams if s.name == TARGET), None)
+        for kind in curves:
+            negatives = pooled(total, streams, kind)
+            if target and negatives:
+                curves[kind][name] = [DetPoint(replace(settings, threshold=t), {target: total[target][i]},
+                                               {kind: negatives[i]}) for i, t in enumerate(thresholds)]  # fmt: skip
+    if args.png:
+        for kind, models in curves.items():
+            if models:
+                out = Path(args.png).with_name(f"{Path(args.png).stem}_{kind.replace(' ', '_')}.png")
+                plot_det(models, str(out), f"real commands at 10 dB against {kind} (unseen speakers)")
+                print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_script(main)
