@@ -26,6 +26,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.audio import read_audio, save_audio
+from pipeline.data.negatives import file_speaker, file_split, negative_files
 from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold, which_set
 from pipeline.data.streams import make_stream, read_truth, truth_path, write_truth
 from pipeline.decision import Settings
@@ -55,14 +56,18 @@ class BenchStream:
     kind: str
 
 
-def librispeech_speaker(path: Path) -> str:
-    """The speaker of a LibriSpeech file: the number its name starts with (``1688-142285-0000.flac``)."""
-    return path.stem.split("-")[0]
-
-
 def librispeech_measured(speaker: str) -> bool:
     """Whether a LibriSpeech speaker is in the measure half (the other half trains and tunes)."""
     return which_set(LIBRISPEECH_SALT + speaker, 0.0, 50.0) == "test"
+
+
+def librispeech_half(librispeech: Path, out: Path, measured: bool) -> Path:
+    """A folder of links to the LibriSpeech files of the measure half (``measured``) or of the other half, as
+    ``_speech_/<speaker>_nohash_<file>``; the other half is ``<out>/librispeech-train``, for ``data.negatives``."""
+    files = sorted(p for p in Path(librispeech).rglob("*") if p.suffix.lower() in (".flac", ".wav")
+                   and librispeech_measured(file_speaker(p)) == measured)  # fmt: skip
+    named = {f"_speech_/{file_speaker(p)}_nohash_{p.stem}{p.suffix}": p for p in files}
+    return _links(out / ("streams/source-librispeech-measured" if measured else "librispeech-train"), named)
 
 
 def _links(folder: Path, files: dict[str, Path]) -> Path:
@@ -129,10 +134,8 @@ def build_streams(
         streams.append(BenchStream(f"TTS voices {NOISY_DB:g} dB", _stream(path, corpus, noise, NOISY_DB, 3,
                                    split="test", words=DEMO_WORDS, minutes=MINUTES), POSITIVE))  # fmt: skip
     if librispeech is not None:
-        files = sorted(p for p in Path(librispeech).rglob("*") if p.suffix.lower() in (".flac", ".wav")
-                       and librispeech_measured(librispeech_speaker(p)))  # fmt: skip
-        named = {f"_speech_/{librispeech_speaker(p)}_nohash_{p.stem}{p.suffix}": p for p in files}
-        source = _links(where / "source-librispeech-measured", named)
+        source = librispeech_half(librispeech, out, measured=True)
+        librispeech_half(librispeech, out, measured=False)
         for snr in (None, NOISY_DB) if noise is not None else (None,):
             path = where / f"librispeech-{'clean' if snr is None else f'{snr:g}dB'}.wav"
             streams.append(BenchStream(f"LibriSpeech {'clean' if snr is None else f'{snr:g} dB'}",
@@ -199,3 +202,22 @@ def pooled(figures: dict[str, list[StreamStats]], streams: list[BenchStream], ki
     """Per threshold, the statistics of every stream of ``kind`` added together (none: no such stream)."""
     rows = [figures[s.name] for s in streams if s.kind == kind and s.name in figures]
     return [sum(row, StreamStats(0, 0, 0, 0, 0, 0.0)) for row in zip(*rows)]
+
+
+def build_dev(out: Path, corpus: Path, speech: Path | None = None, librispeech: Path | None = None) -> tuple[Path, Path]:
+    """Development audio to tune an operating point on, apart from every measured stream: a stream of the TTS
+    corpus's validation voices (commands and other words over the corpus's own noise) and a folder of negatives
+    (the validation voices' running speech of ``speech`` and the training half of the LibriSpeech speakers).
+    Returns the stream and the negatives folder (``kws evaluate-stream STREAM --negatives FOLDER --tune``)."""
+    dev = out / "dev"
+    stream = _stream(dev / "commands.wav", corpus, None, NOISY_DB, 6, split="validation", words=DEMO_WORDS,
+                     minutes=MINUTES)  # fmt: skip
+    files: dict[str, Path] = {}
+    if speech is not None:
+        found, lists = negative_files(Path(speech))
+        files |= {f"tts/{p.name}": p for p in found if file_split(Path(speech), p, lists) == "validation"}
+    if librispeech is not None:
+        files |= {f"librispeech/{p.name}": p for p in sorted(librispeech_half(librispeech, out, False).rglob("*.flac"))}
+    if not files:
+        raise KWSError("development negatives need --speech or the real LibriSpeech folder")
+    return stream, _links(dev / "negatives", files)

@@ -23,6 +23,7 @@ TOOLS: dict[str, tuple[str, str]] = {
         "build a long test stream of words over noise, with its truth CSV",
     ),
     "evaluate-stream": ("pipeline.stream_eval:evaluate_stream_main", "score streaming detections against a truth CSV"),
+    "mine": ("pipeline.mining:main", "hard-negative mining: keep the windows of negative audio a model fires on"),
     "live": ("pipeline.live:main", "spot command words live from a microphone (or a file played as one)"),
     "models": ("pipeline.bundled:main", "list the bundled models: task, accuracy on unseen speakers, size, speed"),
 }

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import itertools
+from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -33,7 +34,8 @@ from rich.table import Table
 from pipeline.audio import SAMPLE_RATE, read_audio, resample
 from pipeline.arguments import add_detector_arguments, detector_from_args, expand_inputs
 from pipeline.console import console, print_error
-from pipeline.data.speech_commands import is_word
+from pipeline.data.negatives import file_split, negative_files
+from pipeline.data.speech_commands import SPLITS, is_word
 from pipeline.data.streams import TruthWord, read_truth, truth_path
 from pipeline.errors import AudioError, KWSError
 from pipeline.decision import Detection, Settings, decide
@@ -272,6 +274,10 @@ def evaluate_stream_parser() -> argparse.ArgumentParser:
     parser.add_argument("--negatives", "--noise-only", nargs="+", metavar="AUDIO", dest="negatives",
                         help="files or folders of audio without command words (speech or noise): every detection "
                         "there is a false accept, reported per hour; --tune and --det count them too")  # fmt: skip
+    parser.add_argument("--negatives-split", choices=(*SPLITS, "all"), default="all",
+                        help="of the --negatives folders, only the files of this split (their list files, else the "
+                        "speaker hash, as kws fit --data.negatives splits them), e.g. validation to tune on "
+                        "(default: all)")  # fmt: skip
     add_detector_arguments(parser)
     parser.add_argument("--det", nargs="?", const="", metavar="PNG",
                         help="sweep the threshold (the other settings as given) and print the DET curve: command "
@@ -351,9 +357,24 @@ def plot_det(curves: dict[str, list[DetPoint]], out: str, title: str) -> None:
     plt.close(fig)
 
 
-def read_negatives(inputs: list[str], sample_rate: int) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
-    """The audio of the files and folders ``inputs`` name, at ``sample_rate``, and one sentence per bad input."""
+def read_negatives(
+    inputs: list[str], sample_rate: int, split: str = "all"
+) -> tuple[list[tuple[str, np.ndarray]], list[str]]:  # fmt: skip
+    """The audio of the files and folders ``inputs`` name, at ``sample_rate``, and one sentence per bad input;
+    ``split``: of a folder, only the files of that split (``data.negatives``' rule: its list files, else the
+    speaker hash)."""
     sources, errors = expand_inputs(inputs, stdin=False)
+    if split != "all":
+        keep = set()
+        for item in inputs:
+            if Path(item).is_dir():
+                files, lists = negative_files(Path(item))
+                keep |= {str(p) for p in files if file_split(Path(item), p, lists) == split}
+            else:
+                keep.add(item)
+        sources = [s for s in sources if s in keep or Path(s).is_file() and s in inputs]
+        if not sources:
+            errors.append(f"the --negatives hold no audio of the {split} split")
     audio = []
     for source in sources:
         try:
@@ -406,7 +427,7 @@ def evaluate_stream_main(argv: list[str]) -> int:
     truth = read_truth(args.truth or truth_path(args.stream))
     detector = detector_from_args(args)
     model, tolerance = detector.model, args.tolerance_ms / 1000
-    negatives, errors = read_negatives(args.negatives, model.sample_rate) if args.negatives else ([], [])
+    negatives, errors = read_negatives(args.negatives, model.sample_rate, args.negatives_split) if args.negatives else ([], [])
     for message in errors:
         print_error(message)
     if args.negatives and not negatives:

@@ -6,9 +6,11 @@ model is trained with ``configs/real_12.yaml`` on the TTS corpus, every ``--real
 folds' speakers, then
 
 * tested on its own fold's speakers (``kws test``): accuracy, 12 classes;
-* run by the streaming engine (default settings, several thresholds) over two 30-minute streams of its own
-  fold's speakers over the official noise: one saying the ten commands (the share found correctly), one saying
-  only *other* words (the non-command words of ``_unknown_``; every detection is a false accept, per hour).
+* run through the stream benchmark (:mod:`pipeline.benchmark`) on its own fold's speakers, at the engine's
+  default settings and several thresholds: the share of command words found on the 10 dB command stream, and the
+  false accepts per hour (:attr:`pipeline.stream_eval.StreamStats.false_accepts`) on the fold's real other words
+  strung into running speech (clean and at 10 dB), and on the measure half of the real running speech
+  (LibriSpeech, unseen by every fold).
 
 Learning-curve experiments (``curve-N``) train on the TTS corpus plus ``N`` speakers of ``--real-train`` only
 and are tested on every speaker of ``--real-test`` (none of them trained on), once.
@@ -51,7 +53,7 @@ OUT = REPO / "runs" / "crossval"
 SALT = "resplit:"  # the official test archive's speakers all share one band of the unsalted hash
 FOLDS = 5
 STREAM_MINUTES = 30.0  # of each stream per fold
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # detector thresholds the streams are scored at
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99)  # detector thresholds the streams are scored at
 # the default training budget of one job: epochs x batches of 64 clips (a quarter of real_12's 30 epochs)
 EPOCHS, BATCHES = 15, 120
 CURVE_SEED = 0  # which speakers a learning-curve subset takes
@@ -59,11 +61,13 @@ CURVE_SEED = 0  # which speakers a learning-curve subset takes
 
 @dataclass(frozen=True)
 class Experiment:
-    """One row of the table: ``kws fit`` overrides on top of the cross-validation recipe."""
+    """One row of the table: ``kws fit`` overrides on top of the cross-validation recipe (``configs/real_12.yaml``
+    and the shipped recipe files of ``configs``, in order, then the fold's data, then ``args``)."""
 
     about: str
     args: tuple[str, ...] = ()
     speakers: int | None = None  # learning curve: this many --real-train speakers, no --real-test speakers
+    configs: tuple[str, ...] = ()
 
 
 EXPERIMENTS = {
@@ -80,8 +84,10 @@ EXPERIMENTS = {
                          ("--trainer.max_epochs=30", "--model.model.causal=true")),
     "causal-alone": Experiment("causal, each training clip alone (after zero padding)",
                                ("--trainer.max_epochs=30", "--model.model.causal=true", "--model.stream_context=false")),
-    "final": Experiment("base + unknown-30 + speed: the recipe of configs/kws12.yaml (the bundled model)",
-                        ("--data.unknown_share=0.3", "--data.augment.speed=[0.85, 1.15]")),
+    "final": Experiment("the bundled model's recipe, configs/kws12.yaml (base + unknown-30 + speed)",
+                        configs=("kws12.yaml",)),
+    "negatives": Experiment("final + TTS running speech and sounds as negatives (--speech)",
+                            ("--data.negatives={speech}",), configs=("kws12.yaml",)),
     "tcresnet14-1.5": Experiment(
         "base with TC-ResNet14-1.5", ("--model.model.name=tcresnet", "--model.model.size=14-1.5",
                                       "--model.features.n_mels=40", "--model.features.n_mfcc=40")),  # fmt: skip
@@ -140,8 +146,9 @@ def fit_and_test(name: str, fold: int | None, args: argparse.Namespace, env: dic
     with open(log, "a") as out:
         if not (run_dir / "done").exists():
             resume = ["--ckpt_path=last"] if (run_dir / "checkpoints" / "last.ckpt").exists() else []
-            fit = [*kws, "fit", "--config", str(REPO / "configs" / "real_12.yaml"), f"--run={run}",
-                   *data, *common, *budget, *exp.args, *resume]  # fmt: skip
+            recipe = [arg for name in ("real_12.yaml", *exp.configs) for arg in ("--config", str(REPO / "configs" / name))]
+            extra = [a.format(speech=args.speech) for a in exp.args]
+            fit = [*kws, "fit", *recipe, f"--run={run}", *data, *common, *budget, *extra, *resume]  # fmt: skip
             if subprocess.run(fit, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT).returncode:
                 raise RuntimeError(f"training {run} failed: see {log}")
             (run_dir / "done").touch()
@@ -162,56 +169,29 @@ def read_accuracy(ckpt: Path) -> tuple[float, int, dict[str, float]]:
     return sum(counts[i][i] for i in range(len(counts))) / max(total, 1), total, recall
 
 
-def fold_stream(real_test: Path, folds: int, fold: int | None, noise: Path, commands: bool) -> Path:
-    """A stream of the fold's speakers (every speaker when ``fold`` is None) over ``noise``, saying the ten
-    commands (``commands``) or only other words; its truth CSV beside it. Made once."""
-    from pipeline.audio import save_audio
-    from pipeline.data.streams import make_stream, truth_path, write_truth
-
-    kind = "commands" if commands else "other-words"
-    path = OUT / "streams" / f"{kind}-{'all' if fold is None else f'{fold}of{folds}'}.wav"
-    if path.exists() and truth_path(path).exists():
-        return path
-    source = OUT / "streams" / f"source-{path.stem}"
-    for clip in scan(real_test).clips:
-        if clip.word in (SILENCE, UNKNOWN) or (clip.word in TWELVE_WORDS) != commands:
-            continue
-        if fold is not None and which_fold(SALT + clip.speaker, folds) != fold:
-            continue
-        name = clip.path.name if commands else clip.path.name.partition("_")[2]  # _unknown_/<word>_<speaker>...
-        link = source / clip.word / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.exists():
-            link.symlink_to(clip.path.resolve())
-    audio, truth = make_stream(source, noise, STREAM_MINUTES, seed=fold or 0, split="all")
-    write_truth(truth_path(path), truth)
-    save_audio(path, audio)
-    return path
-
-
-def stream_figures(ckpt: Path, streams: tuple[Path, Path]) -> dict[str, dict[str, float]]:
-    """Per threshold: the share of command words found correctly on the commands stream, and the detections
-    per hour on the other-words stream (every one a false accept); the engine's other settings at defaults."""
+def stream_figures(ckpt: Path, fold: int | None, args: argparse.Namespace, noise: Path) -> dict[str, dict[str, float]]:
+    """Per threshold: the share of command words found correctly on the fold's 10 dB command stream, and the false
+    accepts per hour on its real other words (clean and 10 dB) and on the unseen real running speech; the
+    engine's other settings at their defaults. Streams come from the stream benchmark (made once)."""
     import torch
 
-    from pipeline.audio import read_audio
-    from pipeline.data.streams import read_truth, truth_path
-    from pipeline.stream_eval import tune
+    from pipeline.benchmark import ISOLATED, RUNNING, build_streams, pooled, run_benchmark
     from pipeline.model import load_model
-    from pipeline.decision import SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS
+    from pipeline.streaming import settings_for
 
     torch.set_num_threads(1)
     model = load_model(ckpt)
-    figures: dict[str, dict[str, float]] = {f"{t:g}": {} for t in THRESHOLDS}
-    for stream, key in zip(streams, ("commands_correct", "false_accepts_per_hour")):
-        rows = tune(model, read_audio(stream), read_truth(truth_path(stream)), strides_ms=(STRIDE_MS,),
-                    thresholds=THRESHOLDS, smooth_ms=(SMOOTH_MS,), suppression_ms=(SUPPRESSION_MS,))  # fmt: skip
-        for settings, stats in rows:
-            figures[f"{settings.threshold:g}"][key] = (
-                stats.correct / stats.ground_truth if key == "commands_correct"
-                else (stats.wrong + stats.false_positives) * 3600 / stats.seconds
-            )  # fmt: skip
-    return figures
+    real = Path(args.real_test).parent
+    streams = build_streams(OUT / "benchmark", Path(args.real_test),
+                            real / "real_speech_without_commands" / "librispeech_test-other",
+                            noise, fold=fold, folds=args.folds)  # fmt: skip
+    figures = run_benchmark(model, ckpt, settings_for(model), streams, OUT / "benchmark", THRESHOLDS)
+    commands = next(s.name for s in streams if s.name == "real commands 10 dB")
+    isolated, running = pooled(figures, streams, ISOLATED), pooled(figures, streams, RUNNING)
+    return {f"{t:g}": {"commands_correct": figures[commands][i].correct / figures[commands][i].ground_truth,
+                       "false_accepts_per_hour": isolated[i].false_accepts_per_hour,
+                       "running_speech_false_accepts_per_hour": running[i].false_accepts_per_hour}
+            for i, t in enumerate(THRESHOLDS)}  # fmt: skip
 
 
 def _mean_sd(values: list[float], scale: float = 1.0, unit: str = "") -> str:
@@ -222,8 +202,9 @@ def _mean_sd(values: list[float], scale: float = 1.0, unit: str = "") -> str:
 def summary(results: dict[str, dict[str, dict]], names: list[str], threshold: float) -> str:
     """The README table: one row per experiment, mean ± standard deviation over folds, and the accuracy change
     against ``base`` on the same folds (paired: the folds differ more than most levers do)."""
-    lines = ["| experiment | accuracy, unseen real speakers | vs base, same folds | command words found (stream) "
-             "| false accepts / hour | folds | clips |", "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = ["| experiment | accuracy, unseen real speakers | vs base, same folds | command words found (10 dB stream) "
+             "| false accepts / hour, other words | false accepts / hour, running speech | folds | clips |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     base = results.get("base", {})
     for name in names:
         folds = {f: r for f, r in results.get(name, {}).items() if "streams" in r}  # older entries lack streams
@@ -236,7 +217,9 @@ def summary(results: dict[str, dict[str, dict]], names: list[str], threshold: fl
         lines.append(
             f"| `{name}`: {EXPERIMENTS[name].about} | {_mean_sd([r['accuracy'] for r in rows], 100, ' %')} | {delta} "
             f"| {_mean_sd([a['commands_correct'] for a in at], 100, ' %')} "
-            f"| {_mean_sd([a['false_accepts_per_hour'] for a in at])} | {len(rows)} | {sum(r['clips'] for r in rows)} |"
+            f"| {_mean_sd([a['false_accepts_per_hour'] for a in at])} "
+            f"| {_mean_sd([a['running_speech_false_accepts_per_hour'] for a in at])} | {len(rows)} "
+            f"| {sum(r['clips'] for r in rows)} |"
         )
     return "\n".join(lines) + f"\n\n(stream figures at threshold {threshold:g})"
 
@@ -244,11 +227,13 @@ def summary(results: dict[str, dict[str, dict]], names: list[str], threshold: fl
 def sweep(results: dict[str, dict[str, dict]], name: str) -> str:
     """Command words found and false accepts per hour at each threshold, mean over the folds of ``name``."""
     rows = [r for r in results.get(name, {}).values() if "streams" in r]
-    lines = [f"| `{name}`: threshold | command words found | false accepts / hour |", "| --- | --- | --- |"]
+    lines = [f"| `{name}`: threshold | command words found | false accepts / hour, other words "
+             "| false accepts / hour, running speech |", "| --- | --- | --- | --- |"]  # fmt: skip
     for t in THRESHOLDS:
         at = [r["streams"][f"{t:g}"] for r in rows]
         lines.append(f"| {t:g} | {_mean_sd([a['commands_correct'] for a in at], 100, ' %')} "
-                     f"| {_mean_sd([a['false_accepts_per_hour'] for a in at])} |")  # fmt: skip
+                     f"| {_mean_sd([a['false_accepts_per_hour'] for a in at])} "
+                     f"| {_mean_sd([a['running_speech_false_accepts_per_hour'] for a in at])} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -290,8 +275,9 @@ def main() -> None:
     parser.add_argument("--synth", required=True, help="TTS corpus made by kws synth")
     parser.add_argument("--real-train", required=True, help="real training speakers (Google layout)")
     parser.add_argument("--real-test", required=True, help="real speakers to cross-validate on (test-archive layout)")
-    parser.add_argument("--noise", help="background noise for the other-words streams (default: REAL_TRAIN/../"
+    parser.add_argument("--noise", help="background noise of the benchmark streams (default: REAL_TRAIN/../"
                         "speech_commands_background_noise)")  # fmt: skip
+    parser.add_argument("--speech", help="a kws synth-speech folder, for the experiments that train on negatives")
     parser.add_argument("--experiments", default="base", help=f"comma-separated, from: {', '.join(EXPERIMENTS)}")
     parser.add_argument("--folds", type=int, default=FOLDS, help=f"number of folds (default: {FOLDS})")
     parser.add_argument("--only-folds", help="comma-separated folds to run (default: all)")
@@ -314,6 +300,8 @@ def main() -> None:
     for flag in ("synth", "real_train", "real_test"):
         if not Path(getattr(args, flag)).is_dir():
             parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)} is not a folder")
+    if any("{speech}" in a for n in names for a in EXPERIMENTS[n].args) and not (args.speech and Path(args.speech).is_dir()):
+        parser.error("the experiments that train on negatives need --speech, a kws synth-speech folder")
     noise = Path(args.noise or Path(args.real_train).parent / "speech_commands_background_noise")
     if not noise.is_dir():
         parser.error(f"no background-noise folder at {noise}: give one with --noise")
@@ -331,8 +319,7 @@ def main() -> None:
         ckpt = fit_and_test(name, fold, args, env)
         accuracy, clips, recall = read_accuracy(ckpt)
         with lock:  # one in-process stream evaluation at a time
-            streams = tuple(fold_stream(Path(args.real_test), args.folds, fold, noise, c) for c in (True, False))
-            figures = stream_figures(ckpt, streams)
+            figures = stream_figures(ckpt, fold, args, noise)
             entry = {"accuracy": accuracy, "clips": clips, "recall": recall, "streams": figures,
                      "ckpt": str(ckpt.relative_to(REPO))}  # fmt: skip
             # merge into the file as it is now, so that runs of this script side by side keep each other's results

@@ -7,6 +7,10 @@ running speech (LibriSpeech), TTS running speech, the official noise. The settin
 each model's own operating point unless given. ``--png`` draws the curves. Streams and figures are kept in
 ``--out``: a rerun resumes.
 
+``--tune-budget N`` first chooses each model's operating point as ``kws evaluate-stream --tune --fa-budget N``
+would, on development audio apart from every measured stream (``pipeline.benchmark.build_dev``: the TTS corpus's
+validation voices, their running speech and the training half of the LibriSpeech speakers), and sweeps around it.
+
 A PATH holding ``{fold}`` is one model per cross-validation fold (``scripts/crossval.py``'s): each fold's model
 is scored on its own fold's speakers only, and the figures are pooled over ``--folds`` folds.
 
@@ -23,12 +27,26 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.arguments import load_checkpoint
-from pipeline.benchmark import ISOLATED, NOISE, POSITIVE, RUNNING, TTS_SPEECH, BenchStream, build_streams, pooled, run_benchmark
+from pipeline.audio import read_audio
+from pipeline.benchmark import (
+    ISOLATED,
+    NOISE,
+    POSITIVE,
+    RUNNING,
+    TTS_SPEECH,
+    BenchStream,
+    build_dev,
+    build_streams,
+    pooled,
+    run_benchmark,
+)
 from pipeline.bundled import resolve_model
 from pipeline.console import run_script
 from pipeline.errors import KWSError
 from pipeline.onnx_model import OnnxModel
-from pipeline.stream_eval import DET_THRESHOLDS, DetPoint, StreamStats, plot_det
+from pipeline.data.streams import read_truth, truth_path
+from pipeline.decision import Settings
+from pipeline.stream_eval import DET_THRESHOLDS, TUNE_PATIENCE, DetPoint, StreamStats, plot_det, tune
 from pipeline.streaming import settings_for
 
 NEGATIVE_KINDS = (ISOLATED, RUNNING, TTS_SPEECH, NOISE)
@@ -48,12 +66,19 @@ def load(path: str):
 
 def score(args: argparse.Namespace, path: str, folds: list[int | None], thresholds: tuple[float, ...]):
     """Per stream and threshold, the statistics pooled over ``folds`` (one model per fold); the streams; the
-    settings of the sweep."""
+    settings of the sweep (the last fold's) and its thresholds (with every fold's tuned one)."""
     real = Path(args.real) if args.real else None
-    total: dict[str, list[StreamStats]] = {}
+    models = []
     for fold in folds:
         model, file = load(path.format(fold=fold))
         settings = settings_for(model, None, args.stride_ms, args.smooth_ms, args.suppression_ms, None, args.patience)
+        if args.tune_budget is not None:
+            settings = tuned(args, model, real)
+            print(f"{file}: tuned within {args.tune_budget:g} false accepts per hour: {settings.describe()}")
+            thresholds = tuple(sorted({*thresholds, settings.threshold}))
+        models.append((fold, model, file, settings))
+    total: dict[str, list[StreamStats]] = {}
+    for fold, model, file, settings in models:
         streams = build_streams(
             Path(args.out), real / "speech_commands_v0.02_test_part_a" if real else None,
             real / "real_speech_without_commands" / "librispeech_test-other" if real else None,
@@ -63,7 +88,21 @@ def score(args: argparse.Namespace, path: str, folds: list[int | None], threshol
         )  # fmt: skip
         for name, stats in run_benchmark(model, file, settings, streams, Path(args.out), thresholds).items():
             total[name] = [a + b for a, b in zip(total[name], stats)] if name in total else stats
-    return total, streams, settings
+    return total, streams, settings, thresholds
+
+
+def tuned(args: argparse.Namespace, model, real: Path | None) -> Settings:
+    """The operating point ``kws evaluate-stream --tune --fa-budget`` chooses on the development audio."""
+    if not args.corpus:
+        raise KWSError("--tune-budget needs --corpus, whose validation voices make the development stream")
+    librispeech = real / "real_speech_without_commands" / "librispeech_test-other" if real else None
+    stream, negatives = build_dev(Path(args.out), Path(args.corpus), Path(args.speech) if args.speech else None,
+                                  librispeech)  # fmt: skip
+    audio = [read_audio(p, model.sample_rate) for p in sorted(negatives.rglob("*")) if p.is_file()]
+    strides = (args.stride_ms,) if args.stride_ms else None
+    ranked = tune(model, read_audio(stream, model.sample_rate), read_truth(truth_path(stream)), model.sample_rate,
+                  strides_ms=strides, patience=TUNE_PATIENCE, negatives=audio, fa_budget=args.tune_budget)  # fmt: skip
+    return ranked[0][0]
 
 
 def table(name: str, total: dict[str, list[StreamStats]], streams: list[BenchStream], own: float,
@@ -98,6 +137,9 @@ def main() -> int:
     parser.add_argument("--suppression-ms", type=float, help="the sweep's suppression (default: each model's own)")
     parser.add_argument("--patience", type=int, help="the sweep's patience (default: each model's own)")
     parser.add_argument("--thresholds", help="comma-separated thresholds (default: the DET sweep's)")
+    parser.add_argument("--tune-budget", type=float, metavar="N",
+                        help="choose each model's operating point within N false accepts per hour on development "
+                        "audio (see above) and sweep around it")  # fmt: skip
     parser.add_argument("--png", help="draw every model's curves (commands found at 10 dB against false accepts per "
                         "hour of isolated words and of running speech) into this PNG")  # fmt: skip
     args = parser.parse_args()
@@ -108,16 +150,16 @@ def main() -> int:
         if not path:
             raise KWSError(f"--model takes NAME=PATH, not {item!r}")
         folds = list(range(args.folds)) if "{fold}" in path else [None]
-        total, streams, settings = score(args, path, folds, thresholds)
+        total, streams, settings, swept = score(args, path, folds, thresholds)
         print(f"\n{name}: {path}; {settings.describe().split(', ', 1)[1]}"
               f"{f'; pooled over {len(folds)} folds' if len(folds) > 1 else ''}\n")  # fmt: skip
-        print(table(name, total, streams, settings.threshold, thresholds))
+        print(table(name, total, streams, settings.threshold, swept))
         target = next((s.name for s in streams if s.name == TARGET), None)
         for kind in curves:
             negatives = pooled(total, streams, kind)
             if target and negatives:
                 curves[kind][name] = [DetPoint(replace(settings, threshold=t), {target: total[target][i]},
-                                               {kind: negatives[i]}) for i, t in enumerate(thresholds)]  # fmt: skip
+                                               {kind: negatives[i]}) for i, t in enumerate(swept)]  # fmt: skip
     if args.png:
         for kind, models in curves.items():
             if models:

@@ -100,12 +100,13 @@ def decode_files(
 @dataclass
 class LongStore:
     """Audio files of any length end to end as int16: file ``i`` is ``audio[starts[i] : starts[i] + lengths[i]]``;
-    ``errors`` maps unreadable files to the reason."""
+    ``errors`` maps unreadable files to the reason; ``groups`` (the caller's) tells which folder each file is of."""
 
     audio: np.ndarray
     starts: np.ndarray
     lengths: np.ndarray
     errors: dict[str, str]
+    groups: np.ndarray | None = None
 
 
 def _decode_whole(args: tuple[str, int]) -> tuple[np.ndarray | None, str | None]:

@@ -13,28 +13,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from pipeline.audio import AUDIO_SUFFIXES, CLIP_SAMPLES, SAMPLE_RATE, clip_samples, read_audio
+from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, clip_samples, read_audio
 from pipeline.augment import AugmentConfig, WaveAugment
 from pipeline.console import warn
 from pipeline.data.cache import LongStore, decode_files, decode_long
 from pipeline.data.download import download_and_extract
 from pipeline.errors import AudioError, DataError
-from pipeline.data.speech_commands import (
-    NOISE_DIR,
-    SILENCE,
-    SPLITS,
-    TESTING_LIST,
-    UNKNOWN,
-    VALIDATION_LIST,
-    Corpus,
-    Task,
-    audio_files,
-    make_task,
-    is_word,
-    scan,
-    speaker_of,
-    which_set,
-)
+from pipeline.data.negatives import file_split, negative_files
+from pipeline.data.speech_commands import SILENCE, SPLITS, UNKNOWN, Corpus, Task, audio_files, is_word, make_task, scan
 
 SILENCE_STORE = -1  # store index of generated silence clips
 NEGATIVE_STORE = -2  # store index of windows cut from the negative audio
@@ -50,8 +36,8 @@ class KWSDataset(Dataset):
         stores: int16 arrays of decoded clips, one per root.
         items: ``(n, 2)`` array of ``(store, row)``; store ``-1`` is silence clip number ``row``, cut from
             ``noise`` at a position and gain fixed by ``seed`` and ``row`` (the same on every epoch); store ``-2``
-            is negative window number ``row``, cut from a file of ``negatives`` (drawn by length) at a position
-            fixed the same way.
+            is negative window number ``row``, cut from a file of ``negatives`` at a position fixed the same way:
+            a folder drawn uniformly (``negatives.groups``), then one of its files by length.
         labels: Class index of each item.
         noise: 1-D float32 background noise; ``None`` makes silence clips digital zeros.
         seed: Seed of the silence clips' positions and gains.
@@ -65,8 +51,10 @@ class KWSDataset(Dataset):
     ) -> None:  # fmt: skip
         self.stores, self.items, self.labels, self.noise, self.seed = stores, items, labels, noise, seed
         self.clip_samples, self.negatives = clip_samples, negatives
-        if negatives is not None and negatives.lengths.sum():
-            self._by_length = np.cumsum(negatives.lengths) / negatives.lengths.sum()
+        if negatives is not None:
+            groups = negatives.groups if negatives.groups is not None else np.zeros(len(negatives.lengths), int)
+            self._groups = [np.flatnonzero((groups == g) & (negatives.lengths > 0)) for g in np.unique(groups)]
+            self._groups = [files for files in self._groups if len(files)]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -90,7 +78,9 @@ class KWSDataset(Dataset):
         """Negative window ``row``: a file drawn by length, a window of it (the whole file, padded, if shorter)."""
         assert self.negatives is not None
         rng = np.random.default_rng((self.seed, NEGATIVE_STREAM, row))
-        k = min(int(np.searchsorted(self._by_length, rng.uniform(), side="right")), len(self._by_length) - 1)
+        files = self._groups[rng.integers(len(self._groups))]
+        by_length = np.cumsum(self.negatives.lengths[files]) / self.negatives.lengths[files].sum()
+        k = int(files[min(int(np.searchsorted(by_length, rng.uniform(), side="right")), len(files) - 1)])
         start, length, n = int(self.negatives.starts[k]), int(self.negatives.lengths[k]), self.clip_samples
         offset = int(rng.integers(0, max(0, length - n) + 1))
         clip = np.zeros(n, dtype=np.float32)
@@ -132,7 +122,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         noise_dir: Extra folder of background-noise recordings (besides each root's ``_background_noise_``).
         negatives: Folders of audio without command words said on their own (running speech, sounds, the windows
             ``kws mine`` keeps), files of any length anywhere beneath (``_background_noise_`` left out): windows
-            of 1 s cut anywhere from them are ``_unknown_`` (``_silence_`` for a task without ``_unknown_``).
+            of 1 s cut anywhere from them are ``_unknown_`` (``_silence_`` for a task without ``_unknown_``);
+            each folder gives an equal share of the windows, and within it each file its share by length.
             Their split: the folder's list files when present, else the speaker hash (the speaker of
             ``<speaker>_nohash_<n>`` names, else the file's folder), as for clips.
         negative_share: Negative windows per split, as a fraction of the word clips (default 0.5 when
@@ -304,14 +295,6 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                     out.items.append((SILENCE_STORE, first + k))
                     out.labels.append(index[SILENCE])
 
-    def negative_split(self, root: Path, path: Path, lists: dict[str, set[str]] | None) -> str:
-        """The split of a negative file under ``root``: its list files, else the speaker hash."""
-        rel = path.relative_to(root).as_posix()
-        if lists is not None:
-            return next((split for split in ("validation", "test") if rel in lists[split]), "train")
-        speaker = speaker_of(path.name) if "_nohash_" in path.name else path.parent.name
-        return which_set(self.hash_salt + speaker, *self.percentages)
-
     def _negatives(self, splits: dict[str, _Split]) -> dict[str, LongStore]:
         """Decode the negative files of each split and add ``negative_share`` windows of them to it."""
         if not self.negative_roots:
@@ -321,19 +304,17 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         if label is None:
             raise DataError("data.negatives need a task with _unknown_ or _silence_ to label them")
         files: dict[str, list[Path]] = {split: [] for split in SPLITS}
-        for root in self.negative_roots:
+        groups: dict[str, list[int]] = {split: [] for split in SPLITS}
+        for group, root in enumerate(self.negative_roots):
             if not root.is_dir():
                 raise DataError(f"data.negatives {root} is not a folder")
-            lists = None
-            if (root / VALIDATION_LIST).is_file() and (root / TESTING_LIST).is_file():
-                lists = {split: set((root / name).read_text().split())
-                         for split, name in (("validation", VALIDATION_LIST), ("test", TESTING_LIST))}  # fmt: skip
-            found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-                           and NOISE_DIR not in p.relative_to(root).parts)  # fmt: skip
+            found, lists = negative_files(root)
             if not found:
                 raise DataError(f"data.negatives {root} holds no audio files")
             for path in found:
-                files[self.negative_split(root, path, lists)].append(path)
+                split = file_split(root, path, lists, self.hash_salt, self.percentages)
+                files[split].append(path)
+                groups[split].append(group)
         stores = {}
         for offset, split in enumerate(SPLITS):
             if not files[split]:
@@ -344,6 +325,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                 warn(f"skipped {len(store.errors)} unreadable negative file(s): " + "; ".join(first))
             if not store.lengths.sum():
                 continue
+            store.groups = np.array(groups[split])
             stores[split] = store
             out = splits[split]
             words = sum(1 for s, y in zip(out.items, out.labels) if s[0] != SILENCE_STORE and is_word(self.labels[y]))

@@ -94,10 +94,18 @@ INSTALLS = {  # what brings each engine (scripts/setup.sh installs them all)
     PIPER: "pip install 'kws-pipeline[voices]'",
 }
 OTHER_WORDS_FILE = Path(__file__).with_name("other_words.txt")  # the other-words preset: see the file's header
+NEAR_WORDS_FILE = Path(__file__).with_name("near_words.txt")  # the near-words preset: see the file's header
+
+
+def _word_file(path: Path) -> tuple[str, ...]:
+    return tuple(w for w in path.read_text().splitlines() if w and not w.startswith("#"))
+
+
 PRESETS = {
     "gsc-v2-12": WORDS_V2,  # 12 classes need the other 25 words as _unknown_
     "gsc-v2-35": WORDS_V2,
-    "other-words": tuple(w for w in OTHER_WORDS_FILE.read_text().splitlines() if w and not w.startswith("#")),
+    "other-words": _word_file(OTHER_WORDS_FILE),
+    "near-words": _word_file(NEAR_WORDS_FILE),
 }
 WORD_RE = re.compile(r"[a-z][a-z' -]*")  # what every engine speaks as a word
 MARKER = ".kws_synth.json"
@@ -701,7 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     add = parser.add_argument
     add("--words", help=f"comma-separated words and presets: {', '.join(PRESETS)} (the gsc presets both render all "
-        f"35 words; other-words: {len(PRESETS['other-words'])} other English words for _unknown_)")
+        f"35 words; other-words: {len(PRESETS['other-words'])} other English words for _unknown_; near-words: "
+        f"{len(PRESETS['near-words'])} near-homophones of the ten commands, such as yeah, cup, lift, goal)")
     add("--out", type=Path, help="output folder: new, empty, or an unfinished corpus to complete")
     add("--clips-per-voice", type=int, default=DEFAULT_CLIPS_PER_VOICE, help="clips per word and voice (default: 1)")
     add("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
