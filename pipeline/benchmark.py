@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,16 +73,20 @@ def librispeech_half(librispeech: Path, out: Path, measured: bool) -> Path:
 
 
 def _links(folder: Path, files: dict[str, Path]) -> Path:
-    """A folder of symbolic links ``folder/<relative name> -> file``, made once."""
+    """A folder of symbolic links ``folder/<relative name> -> file``, made once (atomically: a run beside this one
+    may make the same folder)."""
     if folder.is_dir():
         return folder
-    tmp = folder.with_name(folder.name + ".tmp")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     for rel, target in files.items():
         link = tmp / rel
         link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.exists():
-            link.symlink_to(Path(target).resolve())
-    tmp.rename(folder)
+        link.symlink_to(Path(target).resolve())
+    try:
+        tmp.rename(folder)
+    except OSError:  # made meanwhile by another run
+        shutil.rmtree(tmp)
     return folder
 
 
@@ -221,3 +227,26 @@ def build_dev(out: Path, corpus: Path, speech: Path | None = None, librispeech: 
     if not files:
         raise KWSError("development negatives need --speech or the real LibriSpeech folder")
     return stream, _links(dev / "negatives", files)
+
+
+def clip_agreement(model: Classifier, settings: Settings, root: Path) -> tuple[float, float, float, int]:
+    """On the command-word clips of ``root`` (a Speech Commands-layout folder): the share that ``kws transcribe``
+    names exactly (its one word is the clip's label) at ``settings``, the share the decision rule alone names
+    exactly (without the clip rule of :mod:`pipeline.decision`), the share ``kws predict`` labels right, and the
+    number of clips."""
+    from pipeline.decision import decide
+    from pipeline.streaming import offline_scores, windowing_of
+
+    clips = [c for c in scan(root).clips if c.word in model.labels and c.word in TWELVE_WORDS]
+    if not clips:
+        raise KWSError(f"{root} holds no clips of the model's command words")
+    named = alone = labelled = 0
+    w = windowing_of(model, settings.stride_ms)
+    for clip in clips:
+        audio = read_audio(clip.path, model.sample_rate)
+        probs = offline_scores(model, audio, settings.stride_ms, settings.smooth_windows - 1)
+        one_window = len(audio) <= w.samples
+        named += [d.word for d in decide(probs, list(model.labels), settings, w, one_window)] == [clip.word]
+        alone += [d.word for d in decide(probs, list(model.labels), settings, w)] == [clip.word]
+        labelled += model.labels[int(offline_scores(model, audio[: w.samples])[0].argmax())] == clip.word
+    return named / len(clips), alone / len(clips), labelled / len(clips), len(clips)

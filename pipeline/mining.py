@@ -6,7 +6,7 @@ held-out speaker's audio is mined) is scored window by window at ``--stride-ms``
 streaming engine). A window is kept when some command word's score exceeds ``--floor``; of windows that overlap,
 only the highest-scoring is kept (each kept window then stands for one false accept). Each becomes a 1 s clip
 ``<out>/_mined_/<speaker>_nohash_r<round>-<file>-<ms>.wav`` (the speaker of its source, so that splits keep to
-speakers); ``validation_list.txt`` and ``testing_list.txt`` are written empty, so everything mined trains.
+speakers; ``<file>`` the source's name less its speaker); ``validation_list.txt`` and ``testing_list.txt`` are written empty, so everything mined trains.
 
 Rounds: mine with the model of round ``r`` into the same ``--out`` with ``--round r``, train the next model with
 ``--data.negatives '[..., OUT]'``, and mine again with it. ``.kws_mine.json`` records what each round scored, so an
@@ -95,7 +95,7 @@ def mine(model: Classifier, roots: list[Path], out: Path, round_: int, floor: fl
                 warn(f"skipped {err}")
                 kept = []
             for ms, word, score, clip in kept:
-                name = out / MINED / f"{file_speaker(path)}_nohash_r{round_}-{path.stem}-{ms}.wav"
+                name = out / MINED / f"{file_speaker(path)}_nohash_r{round_}-{path.stem.split('_nohash_')[-1]}-{ms}.wav"
                 if not name.exists():
                     save_audio(name, clip)
             done["files"][str(path.resolve())] = [[ms, word, round(score, 4)] for ms, word, score, _ in kept]

@@ -229,7 +229,9 @@ def tune(
                 for t, s, q, p in itertools.product(thresholds, smooth_ms, suppression_ms, patience)]  # fmt: skip
         tail = max(s.smooth_windows for s in grid) - 1
         scored = [score_windows(model, audio, stride, tail, truth, sample_rate)]
-        scored += [score_windows(model, n, stride, tail, None, sample_rate) for n in negatives]
+        if len(negatives):  # end to end: one replay for all of them
+            scored.append(score_windows(model, np.concatenate([np.asarray(n, np.float32).reshape(-1) for n in negatives]),
+                                        stride, tail, None, sample_rate))  # fmt: skip
         for settings in grid:
             results.append((settings, sum((replay(model, a, settings, tolerance_s) for a in scored[1:]),
                                           replay(model, scored[0], settings, tolerance_s))))  # fmt: skip

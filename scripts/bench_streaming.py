@@ -3,8 +3,9 @@
 Each row is a model and a detector setting, all at the same ``--threshold``:
 
 * **found / wrong**: ``kws evaluate-stream``'s correct and wrong rates on ``--commands`` (a stream of real
-  speakers saying the ten commands; truth CSV beside it), and **FA/h**, every detection on ``--other-words``
-  (the same speakers saying only other words) per hour;
+  speakers saying the ten commands; truth CSV beside it), and **FA/h**, the false accepts per hour on
+  ``--other-words`` (the same speakers saying only other words: every detection is one,
+  :attr:`pipeline.stream_eval.StreamStats.false_accepts`);
 * **delay**: from the end of each found word to its emission, in stream time, with the microphone demo's
   50 ms blocks (pipeline/live.py's callback path without the clock), median and p90 over every found word of
   the commands stream; and the **wall-clock** median when ``--realtime-seconds`` of it are played in real
@@ -93,10 +94,12 @@ def main() -> int:
         commands = transcribe_source(row.detector, args.commands, CHUNK_SAMPLES)
         stats = score_stream(commands.words, truth, words, commands.seconds, TOLERANCE_MS / 1000)
         noise = transcribe_source(row.detector, args.other_words, CHUNK_SAMPLES)
+        others = score_stream(noise.words, read_truth(truth_path(args.other_words)), words, noise.seconds,
+                              TOLERANCE_MS / 1000)  # fmt: skip
         heard, ends, delivered = play(row.detector, Path(args.commands), realtime=False)
         stream_delays = [d.stream for d in delays(heard, truth, words, ends, delivered, TOLERANCE_MS / 1000)]
         row.cells |= {"found": f"{stats.percent(stats.correct):.1f} %", "wrong": f"{stats.percent(stats.wrong):.1f} %",
-                      "FA/h": f"{len(noise.words) * 3600 / noise.seconds:.1f}",
+                      "FA/h": f"{others.false_accepts_per_hour:.1f}",
                       "delay median / p90 (ms)": f"{_ms(stream_delays, 50)} / {_ms(stream_delays, 90)}"}  # fmt: skip
     if args.realtime_seconds > 0:
         excerpt = read_audio(args.commands, SAMPLE_RATE)[: int(args.realtime_seconds * SAMPLE_RATE)]
@@ -130,8 +133,8 @@ def main() -> int:
 
 
 def trade_offs(detector: Detector, commands: str, other_words: str, thresholds: list[float]) -> list[tuple[float, float]]:
-    """Per threshold, the share of command words found correctly and the false accepts per hour (every
-    detection on the other-words stream), with the detector's other settings: ``tune`` on each stream."""
+    """Per threshold, the share of command words found correctly and the false accepts per hour on the
+    other-words stream, with the detector's other settings: ``tune`` on each stream."""
     model, s = detector.model, detector.settings
 
     def by_threshold(path: str) -> dict:
@@ -140,8 +143,7 @@ def trade_offs(detector: Detector, commands: str, other_words: str, thresholds: 
         return {settings.threshold: stats for settings, stats in rows}
 
     found, noise = by_threshold(commands), by_threshold(other_words)
-    return [(found[t].percent(found[t].correct), (noise[t].wrong + noise[t].false_positives) * 3600 / noise[t].seconds)
-            for t in thresholds]  # fmt: skip
+    return [(found[t].percent(found[t].correct), noise[t].false_accepts_per_hour) for t in thresholds]
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from pipeline.files import atomic_path, write_text  # noqa: E402
 from pipeline.streaming import THRESHOLD  # noqa: E402
 
 OUT = REPO / "runs" / "crossval"
+BENCHMARK = REPO / "runs" / "benchmark"  # the stream benchmark's streams and figures (scripts/stream_benchmark.py's)
 SALT = "resplit:"  # the official test archive's speakers all share one band of the unsalted hash
 FOLDS = 5
 STREAM_MINUTES = 30.0  # of each stream per fold
@@ -84,10 +85,12 @@ EXPERIMENTS = {
                          ("--trainer.max_epochs=30", "--model.model.causal=true")),
     "causal-alone": Experiment("causal, each training clip alone (after zero padding)",
                                ("--trainer.max_epochs=30", "--model.model.causal=true", "--model.stream_context=false")),
-    "final": Experiment("the bundled model's recipe, configs/kws12.yaml (base + unknown-30 + speed)",
-                        configs=("kws12.yaml",)),
-    "negatives": Experiment("final + TTS running speech and sounds as negatives (--speech)",
-                            ("--data.negatives={speech}",), configs=("kws12.yaml",)),
+    "no-negatives": Experiment("the bundled model's recipe until negatives: configs/kws12.yaml without them (base + "
+                               "unknown-30 + speed)", ("--data.negatives=null",), configs=("kws12.yaml",)),
+    "negatives-tts": Experiment("no-negatives + TTS running speech and sounds as negatives (--speech)",
+                                ("--data.negatives=[{speech}]",), configs=("kws12.yaml",)),
+    "kws12": Experiment("the bundled model's recipe, configs/kws12.yaml: no-negatives + TTS running speech and the "
+                        "real running speech of the LibriSpeech training half as negatives", configs=("kws12.yaml",)),
     "tcresnet14-1.5": Experiment(
         "base with TC-ResNet14-1.5", ("--model.model.name=tcresnet", "--model.model.size=14-1.5",
                                       "--model.features.n_mels=40", "--model.features.n_mfcc=40")),  # fmt: skip
@@ -169,6 +172,14 @@ def read_accuracy(ckpt: Path) -> tuple[float, int, dict[str, float]]:
     return sum(counts[i][i] for i in range(len(counts))) / max(total, 1), total, recall
 
 
+def librispeech_training(args: argparse.Namespace) -> Path:
+    """The training half of the real running speech (the benchmark measures on the other half), made once."""
+    from pipeline.benchmark import librispeech_half
+
+    real = Path(args.real_test).parent / "real_speech_without_commands" / "librispeech_test-other"
+    return librispeech_half(real, BENCHMARK, measured=False)
+
+
 def stream_figures(ckpt: Path, fold: int | None, args: argparse.Namespace, noise: Path) -> dict[str, dict[str, float]]:
     """Per threshold: the share of command words found correctly on the fold's 10 dB command stream, and the false
     accepts per hour on its real other words (clean and 10 dB) and on the unseen real running speech; the
@@ -182,10 +193,10 @@ def stream_figures(ckpt: Path, fold: int | None, args: argparse.Namespace, noise
     torch.set_num_threads(1)
     model = load_model(ckpt)
     real = Path(args.real_test).parent
-    streams = build_streams(OUT / "benchmark", Path(args.real_test),
+    streams = build_streams(BENCHMARK, Path(args.real_test),
                             real / "real_speech_without_commands" / "librispeech_test-other",
                             noise, fold=fold, folds=args.folds)  # fmt: skip
-    figures = run_benchmark(model, ckpt, settings_for(model), streams, OUT / "benchmark", THRESHOLDS)
+    figures = run_benchmark(model, ckpt, settings_for(model), streams, BENCHMARK, THRESHOLDS)
     commands = next(s.name for s in streams if s.name == "real commands 10 dB")
     isolated, running = pooled(figures, streams, ISOLATED), pooled(figures, streams, RUNNING)
     return {f"{t:g}": {"commands_correct": figures[commands][i].correct / figures[commands][i].ground_truth,
@@ -253,8 +264,8 @@ def plot_curve(results: dict[str, dict[str, dict]], real_train: Path, real_test:
     fig, ax = plt.subplots(figsize=(6, 4))
     x, y = zip(*points)
     ax.plot([max(v, 5) for v in x], y, "o-", label="TTS + real training speakers (mostly 9 words)")
-    if results.get("final"):  # the bundled recipe: the training speakers plus 4/5 of the test folder's, every word
-        acc = [r["accuracy"] * 100 for r in results["final"].values()]
+    if results.get("kws12"):  # the bundled recipe: the training speakers plus 4/5 of the test folder's, every word
+        acc = [r["accuracy"] * 100 for r in results["kws12"].values()]
         speakers = total + round(len({c.speaker for c in scan(real_test).clips if c.word != SILENCE}) * 0.8)
         ax.errorbar([speakers], [statistics.mean(acc)], yerr=[statistics.stdev(acc)] if len(acc) > 1 else None,
                     fmt="s", color="C3", capsize=4, label="final recipe: + 104 speakers of every word (5-fold CV)")
@@ -302,6 +313,9 @@ def main() -> None:
             parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)} is not a folder")
     if any("{speech}" in a for n in names for a in EXPERIMENTS[n].args) and not (args.speech and Path(args.speech).is_dir()):
         parser.error("the experiments that train on negatives need --speech, a kws synth-speech folder")
+    if any("kws12.yaml" in EXPERIMENTS[n].configs for n in names) and not (REPO / "data" / "tts_speech").is_dir():
+        parser.error("configs/kws12.yaml trains on the negatives of data/tts_speech: make them with "
+                     "kws synth-speech --out data/tts_speech")  # fmt: skip
     noise = Path(args.noise or Path(args.real_train).parent / "speech_commands_background_noise")
     if not noise.is_dir():
         parser.error(f"no background-noise folder at {noise}: give one with --noise")
@@ -312,6 +326,7 @@ def main() -> None:
             for f in ([None] if EXPERIMENTS[n].speakers is not None else folds)]  # fmt: skip
     todo = [(n, f) for n, f in jobs if "streams" not in results.get(n, {}).get(str(f), {})]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
+    librispeech_training(args)  # the real negatives of configs/kws12.yaml
     lock = threading.Lock()
 
     def run(job: tuple[str, int | None]) -> None:

@@ -23,6 +23,7 @@ Example (the quickstart model, trained on TTS voices alone, so every real speake
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from pipeline.benchmark import (
     TTS_SPEECH,
     BenchStream,
     build_dev,
+    clip_agreement,
     build_streams,
     pooled,
     run_benchmark,
@@ -43,6 +45,7 @@ from pipeline.benchmark import (
 from pipeline.bundled import resolve_model
 from pipeline.console import run_script
 from pipeline.errors import KWSError
+from pipeline.files import write_text
 from pipeline.onnx_model import OnnxModel
 from pipeline.data.streams import read_truth, truth_path
 from pipeline.decision import Settings
@@ -122,6 +125,20 @@ def table(name: str, total: dict[str, list[StreamStats]], streams: list[BenchStr
     return "\n".join(lines)
 
 
+def card_figures(path: str, folds: int, settings: Settings, total: dict[str, list[StreamStats]],
+                 streams: list[BenchStream], thresholds: tuple[float, ...]) -> dict:  # fmt: skip
+    """A model's figures at its own threshold (commands found at 10 dB, false accepts per hour of isolated words
+    and of running speech) and its DET rows, for the model card."""
+    i = thresholds.index(settings.threshold) if settings.threshold in thresholds else None
+    isolated, running = pooled(total, streams, ISOLATED), pooled(total, streams, RUNNING)
+    rows = [{"threshold": t, "commands_found": total[TARGET][k].correct / total[TARGET][k].ground_truth,
+             "false_accepts_per_hour": isolated[k].false_accepts_per_hour if isolated else None,
+             "running_speech_false_accepts_per_hour": running[k].false_accepts_per_hour if running else None}
+            for k, t in enumerate(thresholds)] if TARGET in total else []  # fmt: skip
+    return {"model": path, "folds": folds, "settings": settings.to_dict(), "det": rows,
+            **({k: v for k, v in rows[i].items() if k != "threshold"} if rows and i is not None else {})}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH",
@@ -140,11 +157,22 @@ def main() -> int:
     parser.add_argument("--tune-budget", type=float, metavar="N",
                         help="choose each model's operating point within N false accepts per hour on development "
                         "audio (see above) and sweep around it")  # fmt: skip
+    parser.add_argument("--clips", help="a Speech Commands-layout folder of speakers the model never heard: also print "
+                        "how many of its command clips kws transcribe names exactly, against kws predict")  # fmt: skip
+    parser.add_argument("--summary", help="write each model's figures at its own operating point (the card of "
+                        "scripts/ship_model.py) and its DET rows to this JSON file")  # fmt: skip
     parser.add_argument("--png", help="draw every model's curves (commands found at 10 dB against false accepts per "
                         "hour of isolated words and of running speech) into this PNG")  # fmt: skip
     args = parser.parse_args()
-    thresholds = tuple(float(t) for t in args.thresholds.split(",")) if args.thresholds else DET_THRESHOLDS
+    for flag in ("real", "corpus", "speech"):
+        if getattr(args, flag) and not Path(getattr(args, flag)).is_dir():
+            raise KWSError(f"--{flag} {getattr(args, flag)} is not a folder")
+    try:
+        thresholds = tuple(float(t) for t in args.thresholds.split(",")) if args.thresholds else DET_THRESHOLDS
+    except ValueError:
+        raise KWSError(f"--thresholds must be comma-separated numbers, not {args.thresholds!r}") from None
     curves: dict[str, dict[str, list[DetPoint]]] = {ISOLATED: {}, RUNNING: {}}
+    summary: dict[str, dict] = {}
     for item in args.model:
         name, _, path = item.partition("=")
         if not path:
@@ -154,12 +182,20 @@ def main() -> int:
         print(f"\n{name}: {path}; {settings.describe().split(', ', 1)[1]}"
               f"{f'; pooled over {len(folds)} folds' if len(folds) > 1 else ''}\n")  # fmt: skip
         print(table(name, total, streams, settings.threshold, swept))
+        if args.clips and len(folds) == 1:
+            named, alone, labelled, count = clip_agreement(load(path)[0], settings, Path(args.clips))
+            print(f"\n{args.clips}: of {count} command clips, kws transcribe names {named:.1%} exactly at the "
+                  f"operating point ({alone:.1%} without the clip rule); kws predict labels {labelled:.1%} right")  # fmt: skip
+        summary[name] = card_figures(path, len(folds), settings, total, streams, swept)
         target = next((s.name for s in streams if s.name == TARGET), None)
         for kind in curves:
             negatives = pooled(total, streams, kind)
             if target and negatives:
                 curves[kind][name] = [DetPoint(replace(settings, threshold=t), {target: total[target][i]},
                                                {kind: negatives[i]}) for i, t in enumerate(swept)]  # fmt: skip
+    if args.summary:
+        write_text(args.summary, json.dumps(summary, indent=1) + "\n")
+        print(f"wrote {args.summary}")
     if args.png:
         for kind, models in curves.items():
             if models:

@@ -19,7 +19,7 @@ CROSSVAL_FOLDERS = ["--synth", "none", "--real-train", ".", "--real-test", "."]
         ("crossval.py", [*CROSSVAL_FOLDERS, "--folds", "1"], "--folds must be at least 2"),
         ("crossval.py", CROSSVAL_FOLDERS, "is not a folder"),
         ("ship_model.py", ["--ckpt", "missing.ckpt", "--name", "x", "--experiment", "nope", "--about", "a",
-                           "--recipe", "r", "--threshold", "0.8"], "has no results for nope"),
+                           "--recipe", "r", "--figures", "missing.json"], "has no results for nope"),
         ("model_zoo.py", ["--synth", "a", "--real", "b", "--models", "nope"], "unknown model(s) nope"),
         ("sim_to_real.py", ["--synth", "missing", "--real", "missing"], "no dataset at missing"),
         ("bench_transcribe.py", ["--ckpt", "missing.ckpt"], "missing.ckpt does not exist"),
@@ -31,6 +31,9 @@ CROSSVAL_FOLDERS = ["--synth", "none", "--real-train", ".", "--real-test", "."]
         ("bench_epoch.py", ["--corpus", "missing"], "no dataset at missing"),
         ("bench_whisper.py", ["--real", "missing", "--ckpt", "missing.ckpt"], "error:"),  # with or without the extra
         ("mic_demo.py", ["--input-file", "missing.wav"], "missing.wav: no such file"),
+        ("stream_benchmark.py", ["--model", "x=missing.ckpt", "--speech", "."], "missing.ckpt does not exist"),
+        ("stream_benchmark.py", ["--model", "nameless", "--speech", "."], "--model takes NAME=PATH"),
+        ("stream_benchmark.py", ["--model", "x=missing.ckpt", "--real", "missing"], "is not a folder"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_one_line(script: str, args: list[str], message: str, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from conftest import WORDS, word_sequence
 
-from pipeline.audio import SAMPLE_RATE
+from pipeline.audio import SAMPLE_RATE, save_audio
 from pipeline.cli import main
 from pipeline.data.speech_commands import SILENCE, UNKNOWN
 from pipeline.errors import KWSError
@@ -106,8 +106,11 @@ def test_the_quickstart_recipe_trains_exports_and_transcribes(tone_corpus: Path,
     checkpoint of the speech embedding with its front end, ``kws export`` checks and writes its ONNX file, and
     ``kws transcribe`` runs both."""
     monkeypatch.chdir(tmp_path)
+    speech = tmp_path / "speech" / "_speech_"  # the recipe's negatives: here a few seconds of other tone words
+    save_audio(speech / "talker_nohash_0.wav", word_sequence(["cat", "dog", "cat"], seed=3))
     assert main(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), f"--data.root={tone_corpus}",
-                 "--data.cache_dir=null", "--trainer.max_epochs=1", "--data.batch_size=32"]) == 0  # fmt: skip
+                 f"--data.negatives={speech.parent}", "--data.cache_dir=null", "--trainer.max_epochs=1",
+                 "--data.batch_size=32"]) == 0  # fmt: skip
     ckpt = tmp_path / "runs" / "quickstart" / "checkpoints" / "best.ckpt"
     hparams = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
     assert hparams["model"]["name"] == "speech_embedding" and hparams["features"] == dataclasses.asdict(FEATURES)
