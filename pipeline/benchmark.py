@@ -210,14 +210,24 @@ def pooled(figures: dict[str, list[StreamStats]], streams: list[BenchStream], ki
     return [sum(row, StreamStats(0, 0, 0, 0, 0, 0.0)) for row in zip(*rows)]
 
 
-def build_dev(out: Path, corpus: Path, speech: Path | None = None, librispeech: Path | None = None) -> tuple[Path, Path]:
-    """Development audio to tune an operating point on, apart from every measured stream: a stream of the TTS
-    corpus's validation voices (commands and other words over the corpus's own noise) and a folder of negatives
-    (the validation voices' running speech of ``speech`` and the training half of the LibriSpeech speakers).
-    Returns the stream and the negatives folder (``kws evaluate-stream STREAM --negatives FOLDER --tune``)."""
+def build_dev(
+    out: Path, corpus: Path | None = None, speech: Path | None = None, librispeech: Path | None = None,
+    real: Path | None = None, noise: Path | None = None,
+) -> tuple[Path, Path]:  # fmt: skip
+    """Development audio to tune an operating point on, apart from every measured stream: a stream of commands
+    and other words, said by real speakers of ``real`` (a folder no measured speaker is in, such as
+    ``speech_commands_more_speakers``) over ``noise``, else by the TTS corpus's validation voices over its own noise;
+    and a folder of negatives (the validation voices' running speech of ``speech`` and the training half of the
+    LibriSpeech speakers). Returns the stream and the negatives folder (``kws evaluate-stream STREAM --negatives
+    FOLDER --tune``)."""
     dev = out / "dev"
-    stream = _stream(dev / "commands.wav", corpus, None, NOISY_DB, 6, split="validation", words=DEMO_WORDS,
-                     minutes=MINUTES)  # fmt: skip
+    if real is not None and noise is not None:
+        stream = _stream(dev / "real-commands.wav", real, noise, NOISY_DB, 6, split="all", minutes=MINUTES)
+    elif corpus is not None:
+        stream = _stream(dev / "commands.wav", corpus, None, NOISY_DB, 6, split="validation", words=DEMO_WORDS,
+                         minutes=MINUTES)  # fmt: skip
+    else:
+        raise KWSError("a development stream needs real speakers apart from the measured ones, or a TTS corpus")
     files: dict[str, Path] = {}
     if speech is not None:
         found, lists = negative_files(Path(speech))

@@ -9,7 +9,8 @@ each model's own operating point unless given. ``--png`` draws the curves. Strea
 
 ``--tune-budget N`` first chooses each model's operating point as ``kws evaluate-stream --tune --fa-budget N``
 would, on development audio apart from every measured stream (``pipeline.benchmark.build_dev``: the TTS corpus's
-validation voices, their running speech and the training half of the LibriSpeech speakers), and sweeps around it.
+validation voices, or with ``--dev-real`` the real speakers of ``speech_commands_more_speakers``; the validation
+voices' running speech and the training half of the LibriSpeech speakers), and sweeps around it.
 
 A PATH holding ``{fold}`` is one model per cross-validation fold (``scripts/crossval.py``'s): each fold's model
 is scored on its own fold's speakers only, and the figures are pooled over ``--folds`` folds.
@@ -38,6 +39,7 @@ from pipeline.benchmark import (
     BenchStream,
     build_dev,
     clip_agreement,
+    model_key,
     build_streams,
     pooled,
     run_benchmark,
@@ -54,6 +56,7 @@ from pipeline.streaming import settings_for
 
 NEGATIVE_KINDS = (ISOLATED, RUNNING, TTS_SPEECH, NOISE)
 TARGET = "real commands 10 dB"  # the positive stream of the drawn curves
+DEV_SPEAKERS = "speech_commands_more_speakers"  # real speakers of no measured stream, for --dev-real
 
 
 def load(path: str):
@@ -76,11 +79,12 @@ def score(args: argparse.Namespace, path: str, folds: list[int | None], threshol
         model, file = load(path.format(fold=fold))
         settings = settings_for(model, None, args.stride_ms, args.smooth_ms, args.suppression_ms, None, args.patience)
         if args.tune_budget is not None:
-            settings = tuned(args, model, real)
+            settings = tuned(args, model, file, real)
             print(f"{file}: tuned within {args.tune_budget:g} false accepts per hour: {settings.describe()}")
             thresholds = tuple(sorted({*thresholds, settings.threshold}))
         models.append((fold, model, file, settings))
     total: dict[str, list[StreamStats]] = {}
+    own: dict[str, StreamStats] = {}  # each fold's model at its own threshold, pooled
     for fold, model, file, settings in models:
         streams = build_streams(
             Path(args.out), real / "speech_commands_v0.02_test_part_a" if real else None,
@@ -91,52 +95,69 @@ def score(args: argparse.Namespace, path: str, folds: list[int | None], threshol
         )  # fmt: skip
         for name, stats in run_benchmark(model, file, settings, streams, Path(args.out), thresholds).items():
             total[name] = [a + b for a, b in zip(total[name], stats)] if name in total else stats
-    return total, streams, settings, thresholds
+            at = stats[thresholds.index(settings.threshold)] if settings.threshold in thresholds else None
+            if at is not None:
+                own[name] = own[name] + at if name in own else at
+    return total, own, streams, settings, thresholds
 
 
-def tuned(args: argparse.Namespace, model, real: Path | None) -> Settings:
-    """The operating point ``kws evaluate-stream --tune --fa-budget`` chooses on the development audio."""
-    if not args.corpus:
-        raise KWSError("--tune-budget needs --corpus, whose validation voices make the development stream")
+def tuned(args: argparse.Namespace, model, file: str, real: Path | None) -> Settings:
+    """The operating point ``kws evaluate-stream --tune --fa-budget`` chooses on the development audio (kept in
+    ``<out>/tuned.json`` by model file, budget and development stream, so a rerun does not search again)."""
+    cache = Path(args.out) / "tuned.json"
+    key = f"{model_key(file, Settings())}:{args.tune_budget:g}:{'real' if args.dev_real else 'tts'}"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    if key in known:
+        return Settings(**known[key])
     librispeech = real / "real_speech_without_commands" / "librispeech_test-other" if real else None
-    stream, negatives = build_dev(Path(args.out), Path(args.corpus), Path(args.speech) if args.speech else None,
-                                  librispeech)  # fmt: skip
+    stream, negatives = build_dev(Path(args.out), Path(args.corpus) if args.corpus else None,
+                                  Path(args.speech) if args.speech else None, librispeech,
+                                  real / DEV_SPEAKERS if real and args.dev_real else None,
+                                  real / "speech_commands_background_noise" if real else None)  # fmt: skip
     audio = [read_audio(p, model.sample_rate) for p in sorted(negatives.rglob("*")) if p.is_file()]
     strides = (args.stride_ms,) if args.stride_ms else None
     ranked = tune(model, read_audio(stream, model.sample_rate), read_truth(truth_path(stream)), model.sample_rate,
                   strides_ms=strides, patience=TUNE_PATIENCE, negatives=audio, fa_budget=args.tune_budget)  # fmt: skip
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    write_text(cache, json.dumps({**known, key: ranked[0][0].to_dict()}, indent=1) + "\n")
     return ranked[0][0]
 
 
-def table(name: str, total: dict[str, list[StreamStats]], streams: list[BenchStream], own: float,
+def table(name: str, total: dict[str, list[StreamStats]], own: dict[str, StreamStats], streams: list[BenchStream],
           thresholds: tuple[float, ...]) -> str:  # fmt: skip
-    """The markdown DET table of one model: found per positive stream, false accepts per hour per negative kind."""
+    """The markdown DET table of one model: found per positive stream, false accepts per hour per negative kind,
+    at each threshold and (last row) at each model's own operating point."""
     positives = [s.name for s in streams if s.kind == POSITIVE]
-    negatives = {k: pooled(total, streams, k) for k in NEGATIVE_KINDS if any(s.kind == k for s in streams)}
+    kinds = [k for k in NEGATIVE_KINDS if any(s.kind == k for s in streams)]
+    rows = [(f"{t:g}", {n: stats[i] for n, stats in total.items()}) for i, t in enumerate(thresholds)]
+    rows.append(("own point", own))
     lines = [f"| {name}: threshold | " + " | ".join(f"found, {p}" for p in positives)
-             + " | " + " | ".join(f"FA/h, {k}" for k in negatives) + " |",
-             "| --- |" + " --- |" * (len(positives) + len(negatives))]  # fmt: skip
-    for i, t in enumerate(thresholds):
-        found = [f"{total[p][i].percent(total[p][i].correct):.1f} %" for p in positives]
-        fa = [f"{negatives[k][i].false_accepts_per_hour:.1f}" for k in negatives]
-        lines.append(f"| {t:g}{' (own)' * (abs(t - own) < 1e-9)} | " + " | ".join(found + fa) + " |")
-    lines.append("\n(" + ", ".join(f"{k}: {rows[0].seconds / 60:.0f} min" for k, rows in negatives.items())
+             + " | " + " | ".join(f"FA/h, {k}" for k in kinds) + " |",
+             "| --- |" + " --- |" * (len(positives) + len(kinds))]  # fmt: skip
+    for label, at in rows:
+        found = [f"{at[p].percent(at[p].correct):.1f} %" for p in positives]
+        fa = [f"{pooled({n: [x] for n, x in at.items()}, streams, k)[0].false_accepts_per_hour:.1f}" for k in kinds]
+        lines.append(f"| {label} | " + " | ".join(found + fa) + " |")
+    negatives = {k: pooled(total, streams, k) for k in kinds}
+    lines.append("\n(" + ", ".join(f"{k}: {per[0].seconds / 60:.0f} min" for k, per in negatives.items())
                  + "; command words: " + ", ".join(f"{p} {total[p][0].ground_truth}" for p in positives) + ")")
     return "\n".join(lines)
 
 
 def card_figures(path: str, folds: int, settings: Settings, total: dict[str, list[StreamStats]],
-                 streams: list[BenchStream], thresholds: tuple[float, ...]) -> dict:  # fmt: skip
-    """A model's figures at its own threshold (commands found at 10 dB, false accepts per hour of isolated words
-    and of running speech) and its DET rows, for the model card."""
-    i = thresholds.index(settings.threshold) if settings.threshold in thresholds else None
-    isolated, running = pooled(total, streams, ISOLATED), pooled(total, streams, RUNNING)
-    rows = [{"threshold": t, "commands_found": total[TARGET][k].correct / total[TARGET][k].ground_truth,
-             "false_accepts_per_hour": isolated[k].false_accepts_per_hour if isolated else None,
-             "running_speech_false_accepts_per_hour": running[k].false_accepts_per_hour if running else None}
-            for k, t in enumerate(thresholds)] if TARGET in total else []  # fmt: skip
-    return {"model": path, "folds": folds, "settings": settings.to_dict(), "det": rows,
-            **({k: v for k, v in rows[i].items() if k != "threshold"} if rows and i is not None else {})}
+                 own: dict[str, StreamStats], streams: list[BenchStream], thresholds: tuple[float, ...]) -> dict:  # fmt: skip
+    """A model's figures at its own operating point (each fold's model at its own; commands found at 10 dB, false
+    accepts per hour of isolated words and of running speech) and its DET rows, for the model card."""
+
+    def figures(at: dict[str, StreamStats]) -> dict:
+        isolated = pooled({n: [x] for n, x in at.items()}, streams, ISOLATED)
+        running = pooled({n: [x] for n, x in at.items()}, streams, RUNNING)
+        return {"commands_found": at[TARGET].correct / at[TARGET].ground_truth if TARGET in at else None,
+                "false_accepts_per_hour": isolated[0].false_accepts_per_hour if isolated else None,
+                "running_speech_false_accepts_per_hour": running[0].false_accepts_per_hour if running else None}
+
+    rows = [{"threshold": t, **figures({n: stats[i] for n, stats in total.items()})} for i, t in enumerate(thresholds)]
+    return {"model": path, "folds": folds, "settings": settings.to_dict(), "det": rows, **figures(own)}
 
 
 def main() -> int:
@@ -157,6 +178,9 @@ def main() -> int:
     parser.add_argument("--tune-budget", type=float, metavar="N",
                         help="choose each model's operating point within N false accepts per hour on development "
                         "audio (see above) and sweep around it")  # fmt: skip
+    parser.add_argument("--dev-real", action="store_true",
+                        help=f"with --tune-budget: the development stream of real speakers of REAL/{DEV_SPEAKERS} "
+                        "(none of them measured) instead of the TTS corpus's validation voices")  # fmt: skip
     parser.add_argument("--clips", help="a Speech Commands-layout folder of speakers the model never heard: also print "
                         "how many of its command clips kws transcribe names exactly, against kws predict")  # fmt: skip
     parser.add_argument("--summary", help="write each model's figures at its own operating point (the card of "
@@ -178,15 +202,15 @@ def main() -> int:
         if not path:
             raise KWSError(f"--model takes NAME=PATH, not {item!r}")
         folds = list(range(args.folds)) if "{fold}" in path else [None]
-        total, streams, settings, swept = score(args, path, folds, thresholds)
+        total, own, streams, settings, swept = score(args, path, folds, thresholds)
         print(f"\n{name}: {path}; {settings.describe().split(', ', 1)[1]}"
               f"{f'; pooled over {len(folds)} folds' if len(folds) > 1 else ''}\n")  # fmt: skip
-        print(table(name, total, streams, settings.threshold, swept))
+        print(table(name, total, own, streams, swept))
         if args.clips and len(folds) == 1:
             named, alone, labelled, count = clip_agreement(load(path)[0], settings, Path(args.clips))
             print(f"\n{args.clips}: of {count} command clips, kws transcribe names {named:.1%} exactly at the "
                   f"operating point ({alone:.1%} without the clip rule); kws predict labels {labelled:.1%} right")  # fmt: skip
-        summary[name] = card_figures(path, len(folds), settings, total, streams, swept)
+        summary[name] = card_figures(path, len(folds), settings, total, own, streams, swept)
         target = next((s.name for s in streams if s.name == TARGET), None)
         for kind in curves:
             negatives = pooled(total, streams, kind)

@@ -23,9 +23,9 @@ from pipeline.transcribe import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 # flite's voices are the TTS corpus's test family: the bundled model never trained on them
-VOICE = synth.Voice(synth.FLITE, "slt")
-MIN_RECOGNISED = 8  # of the ten command words, one clip each
-MIN_FOUND = 4  # of the ten command words in a stream, at the bundled model's threshold
+VOICES = [synth.Voice(synth.FLITE, name) for name in ("awb", "kal", "kal16", "rms", "slt")]
+MIN_RECOGNISED = 0.8  # of the ten command words said by each voice, one clip each
+MIN_FOUND = 0.35  # of those words in a stream, at the bundled model's own operating point (the card: 42 %)
 
 
 def _centred(audio: np.ndarray) -> np.ndarray:
@@ -37,14 +37,15 @@ def _centred(audio: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def spoken() -> dict[str, np.ndarray]:
-    """The ten command words said by a held-out TTS voice, each centred in a 1 s clip."""
+def spoken() -> list[tuple[str, np.ndarray]]:
+    """The ten command words said by each held-out flite voice, each centred in a 1 s clip."""
     if shutil.which(synth.FLITE) is None:
         pytest.skip(f"flite is not installed ({synth.INSTALL})")
-    return {w: _centred(a) for w, a in zip(TWELVE_WORDS, synth.speak(VOICE, [(w, 1.0, 0.0) for w in TWELVE_WORDS]))}
+    return [(w, _centred(a)) for voice in VOICES
+            for w, a in zip(TWELVE_WORDS, synth.speak(voice, [(w, 1.0, 0.0) for w in TWELVE_WORDS]))]  # fmt: skip
 
 
-def test_the_default_bundled_model_is_small_and_knows_the_12_labels(spoken: dict[str, np.ndarray]) -> None:
+def test_the_default_bundled_model_is_small_and_knows_the_12_labels(spoken: list[tuple[str, np.ndarray]]) -> None:
     cards = bundled.bundled_models()
     assert cards and cards[0].default and sum(c.default for c in cards) == 1
     card = cards[0]
@@ -55,25 +56,25 @@ def test_the_default_bundled_model_is_small_and_knows_the_12_labels(spoken: dict
     assert sum(p.numel() for p in model.encoder.parameters()) == card.params
     exported = OnnxModel(card.export_path)  # what the torch-free runtime runs: the same model
     assert exported.labels == card.labels and exported.sample_rate == model.sample_rate
-    windows = model.features(np.stack(list(spoken.values())[:4]))
+    windows = model.features(np.stack([clip for _, clip in spoken[:4]]))
     np.testing.assert_allclose(exported.logits(windows), model.logits(windows), atol=1e-4)
 
 
-def test_the_bundled_model_recognises_words_of_a_voice_it_never_heard(spoken: dict[str, np.ndarray]) -> None:
+def test_the_bundled_model_recognises_words_of_voices_it_never_heard(spoken: list[tuple[str, np.ndarray]]) -> None:
     _, card = bundled.resolve_model(None)
     model = OnnxModel(card.export_path)  # the model kws transcribe runs by default
-    logits = model.logits(model.features(np.stack(list(spoken.values()))))
+    logits = model.logits(model.features(np.stack([clip for _, clip in spoken])))
     predicted = [model.labels[i] for i in logits.argmax(1).tolist()]
-    assert sum(p == w for p, w in zip(predicted, spoken)) >= MIN_RECOGNISED, predicted
+    assert sum(p == w for p, (w, _) in zip(predicted, spoken)) >= MIN_RECOGNISED * len(spoken), predicted
 
 
 def test_transcribe_and_the_mic_demo_use_the_bundled_model_without_ckpt(
-    spoken: dict[str, np.ndarray], tmp_path, capsys: pytest.CaptureFixture[str]
+    spoken: list[tuple[str, np.ndarray]], tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     gap = np.zeros(SAMPLE_RATE, np.float32)
-    said = list(TWELVE_WORDS)
+    said = [w for w, _ in spoken]
     stream = tmp_path / "said.wav"
-    save_audio(stream, np.concatenate([gap] + [x for w in said for x in (spoken[w], gap)]))
+    save_audio(stream, np.concatenate([gap] + [x for _, clip in spoken for x in (clip, gap)]))
     with one_thread():
         assert main(["transcribe", str(stream), "--format", "csv"]) == 0
     out = capsys.readouterr()
@@ -81,8 +82,8 @@ def test_transcribe_and_the_mic_demo_use_the_bundled_model_without_ckpt(
     found = [line.split(",")[1] for line in out.out.splitlines()[1:]]
     rest = iter(said)
     in_order = sum(any(w == s for s in rest) for w in found)  # found words that follow the spoken order
-    # at its own (conservative) threshold the engine finds about half of real speakers' words (the card's figure)
-    assert in_order >= MIN_FOUND and len(found) - in_order <= 1, found
+    # at its own (conservative) operating point the engine finds about 40 % of real speakers' words (the card's)
+    assert in_order >= MIN_FOUND * len(said) and len(found) - in_order <= 2, found
     assert main(["live", "--input-file", str(stream)]) == 0
     out = capsys.readouterr()
     assert "using the bundled model" in out.err and "end of input" in out.out
@@ -91,7 +92,8 @@ def test_transcribe_and_the_mic_demo_use_the_bundled_model_without_ckpt(
 def test_ckpt_takes_a_bundled_name_and_kws_models_lists_them(capsys: pytest.CaptureFixture[str]) -> None:
     card = bundled.bundled_models()[0]
     parser = build_parser()
-    assert detector_from_args(parser.parse_args(["x.wav"])).settings.threshold == card.threshold  # the card's
+    assert OnnxModel(card.export_path).decision == card.decision and card.decision["threshold"] == card.threshold
+    assert detector_from_args(parser.parse_args(["x.wav"])).settings.to_dict() == card.decision  # its own point
     assert detector_from_args(parser.parse_args(["x.wav", "--threshold", "0.55"])).settings.threshold == 0.55
     assert bundled.resolve_model(card.name) == (str(card.path), card)
     assert bundled.resolve_model("some/file.ckpt") == ("some/file.ckpt", None)
