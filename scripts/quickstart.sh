@@ -9,7 +9,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 corpus=data/synth_gsc12
 speech=data/tts_speech
 run=runs/quickstart
-budget=2   # false accepts per hour the operating point may cost on the validation voices' speech
+budget=5   # false accepts per hour the operating point may cost on the validation voices' 30 minutes: one per 12
 
 outdated() {  # 1 when the corpus in $1 was rendered by an older kws synth than this one, else 0
   python -c 'import sys; from pipeline.data.synth import RENDERER, read_marker

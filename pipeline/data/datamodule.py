@@ -201,9 +201,6 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.augmenter: WaveAugment | None = None
 
     def prepare_data(self) -> None:
-        for root in self.negative_roots:
-            if not root.is_dir():
-                raise DataError(f"data.negatives {root} is not a folder")
         for root in self.roots:
             if root.exists():
                 continue
@@ -213,6 +210,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                     f"(or set data.download to true, or make a corpus with 'kws synth --out {root}')"
                 )
             download_and_extract(root, self.version)
+        for root in self.negative_roots:
+            if not root.is_dir():
+                raise DataError(f"data.negatives {root} is not a folder: make running speech there with 'kws "
+                                f"synth-speech --out {root}', or train without negatives (--data.negatives null)")
         if self.cache_dir is not None:
             for root in self.roots:
                 decode_files([c.path for c in scan(root).clips], self.cache_dir, self.sample_rate, self.clip_samples,
