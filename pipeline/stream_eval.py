@@ -326,8 +326,9 @@ def det_table(points: list[DetPoint], title: str) -> Table:
     return table
 
 
-def plot_det(curves: dict[str, list[DetPoint]], out: str, title: str) -> None:
-    """Draw DET curves (one per name) as a PNG: share of command words found against false accepts per hour.
+def plot_det(curves: dict[str, list[DetPoint]], out: str, title: str, marks: dict[str, DetPoint] | None = None) -> None:
+    """Draw DET curves (one per name) as a PNG: share of command words found against false accepts per hour;
+    ``marks``: a point to mark on the curve of the same name (its operating point).
 
     Raises:
         KWSError: matplotlib is not installed.
@@ -343,9 +344,13 @@ def plot_det(curves: dict[str, list[DetPoint]], out: str, title: str) -> None:
     from pipeline.files import atomic_path
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for name, points in curves.items():
+    for i, (name, points) in enumerate(curves.items()):
         x = [max(p.false_accepts_per_hour, 0.1) for p in points]
-        ax.plot(x, [p.found for p in points], "o-", markersize=3, label=name)
+        ax.plot(x, [p.found for p in points], "o-", markersize=3, label=name, color=f"C{i}")
+        if marks and name in marks:
+            mark = marks[name]
+            ax.plot([max(mark.false_accepts_per_hour, 0.1)], [mark.found], "*", markersize=14, color=f"C{i}",
+                    markeredgecolor="black", label=f"{name}: its operating point")  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("false accepts per hour (0 drawn at 0.1)")
     ax.set_ylabel("command words found (%)")

@@ -7,7 +7,7 @@ running speech (LibriSpeech), TTS running speech, the official noise. The settin
 each model's own operating point unless given. ``--png`` draws the curves. Streams and figures are kept in
 ``--out``: a rerun resumes.
 
-``--tune-budget N`` first chooses each model's operating point as ``kws evaluate-stream --tune --fa-budget N``
+``--tune-budget N`` first chooses the operating point of each model that carries none (a fold model) as ``kws evaluate-stream --tune --fa-budget N``
 would, on development audio apart from every measured stream (``pipeline.benchmark.build_dev``: the TTS corpus's
 validation voices, or with ``--dev-real`` the real speakers of ``speech_commands_more_speakers``; the validation
 voices' running speech and the training half of the LibriSpeech speakers), and sweeps around it.
@@ -52,7 +52,7 @@ from pipeline.onnx_model import OnnxModel
 from pipeline.data.streams import read_truth, truth_path
 from pipeline.decision import Settings
 from pipeline.stream_eval import DET_THRESHOLDS, TUNE_PATIENCE, DetPoint, StreamStats, plot_det, tune
-from pipeline.streaming import settings_for
+from pipeline.streaming import operating_point, settings_for
 
 NEGATIVE_KINDS = (ISOLATED, RUNNING, TTS_SPEECH, NOISE)
 TARGET = "real commands 10 dB"  # the positive stream of the drawn curves
@@ -78,7 +78,7 @@ def score(args: argparse.Namespace, path: str, folds: list[int | None], threshol
     for fold in folds:
         model, file = load(path.format(fold=fold))
         settings = settings_for(model, None, args.stride_ms, args.smooth_ms, args.suppression_ms, None, args.patience)
-        if args.tune_budget is not None:
+        if args.tune_budget is not None and not operating_point(model):
             settings = tuned(args, model, file, real)
             print(f"{file}: tuned within {args.tune_budget:g} false accepts per hour: {settings.describe()}")
             thresholds = tuple(sorted({*thresholds, settings.threshold}))
@@ -176,8 +176,8 @@ def main() -> int:
     parser.add_argument("--patience", type=int, help="the sweep's patience (default: each model's own)")
     parser.add_argument("--thresholds", help="comma-separated thresholds (default: the DET sweep's)")
     parser.add_argument("--tune-budget", type=float, metavar="N",
-                        help="choose each model's operating point within N false accepts per hour on development "
-                        "audio (see above) and sweep around it")  # fmt: skip
+                        help="choose the operating point of each model that carries none within N false accepts per "
+                        "hour on development audio (see above) and sweep around it")  # fmt: skip
     parser.add_argument("--dev-real", action="store_true",
                         help=f"with --tune-budget: the development stream of real speakers of REAL/{DEV_SPEAKERS} "
                         "(none of them measured) instead of the TTS corpus's validation voices")  # fmt: skip
@@ -196,6 +196,7 @@ def main() -> int:
     except ValueError:
         raise KWSError(f"--thresholds must be comma-separated numbers, not {args.thresholds!r}") from None
     curves: dict[str, dict[str, list[DetPoint]]] = {ISOLATED: {}, RUNNING: {}}
+    marks: dict[str, dict[str, DetPoint]] = {ISOLATED: {}, RUNNING: {}}
     summary: dict[str, dict] = {}
     for item in args.model:
         name, _, path = item.partition("=")
@@ -217,6 +218,8 @@ def main() -> int:
             if target and negatives:
                 curves[kind][name] = [DetPoint(replace(settings, threshold=t), {target: total[target][i]},
                                                {kind: negatives[i]}) for i, t in enumerate(swept)]  # fmt: skip
+                marks[kind][name] = DetPoint(settings, {target: own[target]},
+                                             {kind: pooled({n: [x] for n, x in own.items()}, streams, kind)[0]})
     if args.summary:
         write_text(args.summary, json.dumps(summary, indent=1) + "\n")
         print(f"wrote {args.summary}")
@@ -224,7 +227,7 @@ def main() -> int:
         for kind, models in curves.items():
             if models:
                 out = Path(args.png).with_name(f"{Path(args.png).stem}_{kind.replace(' ', '_')}.png")
-                plot_det(models, str(out), f"real commands at 10 dB against {kind} (unseen speakers)")
+                plot_det(models, str(out), f"real commands at 10 dB against {kind} (unseen speakers)", marks[kind])
                 print(f"wrote {out}")
     return 0
 
