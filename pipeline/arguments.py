@@ -54,7 +54,10 @@ def model_from_args(args: argparse.Namespace) -> Classifier:
     if card is None:
         return load_checkpoint(path, args.runtime)
     err_console.print(f"using the {card.summary()}", highlight=False, soft_wrap=True)
-    model = load_checkpoint(path, args.runtime) if args.runtime == "torch" else OnnxModel(card.export_path, name=card.name)
+    if args.runtime == "torch":
+        model = load_checkpoint(path, args.runtime)
+    else:
+        model = OnnxModel(card.export_path, name=card.name)
     if not model.decision:
         model.decision = {"threshold": card.threshold}
     return model

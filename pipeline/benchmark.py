@@ -132,9 +132,10 @@ def build_streams(
         others = [w for w in {c.word for c in clips} if w not in TWELVE_WORDS]
         for snr in (None, NOISY_DB):
             path = where / f"real-other-words-{tag}-{'clean' if snr is None else f'{snr:g}dB'}.wav"
-            streams.append(BenchStream(f"real other words {'clean' if snr is None else f'{snr:g} dB'}",
-                                       _stream(path, words, noise, snr, 2, split="all", words=others,
-                                               minutes=WORDS_MINUTES, gap_seconds=WORDS_GAP_SECONDS), ISOLATED))  # fmt: skip
+            audio = _stream(path, words, noise, snr, 2, split="all", words=others, minutes=WORDS_MINUTES,
+                            gap_seconds=WORDS_GAP_SECONDS)  # fmt: skip
+            level = "clean" if snr is None else f"{snr:g} dB"
+            streams.append(BenchStream(f"real other words {level}", audio, ISOLATED))
     if corpus is not None and noise is not None:
         path = where / f"tts-commands-{NOISY_DB:g}dB.wav"
         streams.append(BenchStream(f"TTS voices {NOISY_DB:g} dB", _stream(path, corpus, noise, NOISY_DB, 3,

@@ -6,7 +6,8 @@ held-out speaker's audio is mined) is scored window by window at ``--stride-ms``
 streaming engine). A window is kept when some command word's score exceeds ``--floor``; of windows that overlap,
 only the highest-scoring is kept (each kept window then stands for one false accept). Each becomes a 1 s clip
 ``<out>/_mined_/<speaker>_nohash_r<round>-<file>-<ms>.wav`` (the speaker of its source, so that splits keep to
-speakers; ``<file>`` the source's name less its speaker); ``validation_list.txt`` and ``testing_list.txt`` are written empty, so everything mined trains.
+speakers; ``<file>`` the source's name less its speaker); ``validation_list.txt`` and ``testing_list.txt`` are
+written empty, so everything mined trains.
 
 Rounds: mine with the model of round ``r`` into the same ``--out`` with ``--round r``, train the next model with
 ``--data.negatives '[..., OUT]'``, and mine again with it. ``.kws_mine.json`` records what each round scored, so an
@@ -49,7 +50,9 @@ def peaks(scores: np.ndarray, floor: float, spacing: int) -> list[int]:
     return sorted(kept)
 
 
-def mine_file(model: Classifier, path: Path, floor: float, stride_ms: float) -> list[tuple[int, str, float, np.ndarray]]:
+def mine_file(
+    model: Classifier, path: Path, floor: float, stride_ms: float
+) -> list[tuple[int, str, float, np.ndarray]]:  # fmt: skip
     """The windows of one file a model takes for a command: ``(start in ms, word, score, 1 s of audio)``."""
     w = windowing_of(model, stride_ms)
     audio = read_audio(path, model.sample_rate)
@@ -80,7 +83,8 @@ def mine(model: Classifier, roots: list[Path], out: Path, round_: int, floor: fl
         files, lists = negative_files(root)
         if not files:
             raise KWSError(f"--negatives {root} holds no audio files")
-        jobs += [p for p in files if file_split(root, p, lists, salt) == split and str(p.resolve()) not in done["files"]]
+        jobs += [p for p in files
+                 if file_split(root, p, lists, salt) == split and str(p.resolve()) not in done["files"]]  # fmt: skip
     (out / MINED).mkdir(parents=True, exist_ok=True)
     for name in (VALIDATION_LIST, TESTING_LIST):
         if not (out / name).exists():
@@ -112,7 +116,7 @@ def main(argv: list[str]) -> int:
         "a command, as clips for kws fit --data.negatives.",
     )
     parser.add_argument("--negatives", nargs="+", required=True, metavar="FOLDER",
-                        help="folders of audio without command words (kws synth-speech's, real running speech)")  # fmt: skip
+                        help="folders of audio without command words (kws synth-speech's, real running speech)")
     parser.add_argument("--out", type=Path, required=True, help="the mined corpus (new, or one of earlier rounds)")
     parser.add_argument("--round", type=int, default=1, dest="round_", help="this round's number (default: 1)")
     parser.add_argument("--floor", type=float, default=FLOOR,

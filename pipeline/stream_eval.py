@@ -150,7 +150,9 @@ def score_windows(
                        len(wave) <= w.samples)  # fmt: skip
 
 
-def replay(model: Classifier, scored: ScoredAudio, settings: Settings, tolerance_s: float = TOLERANCE_MS / 1000) -> StreamStats:
+def replay(
+    model: Classifier, scored: ScoredAudio, settings: Settings, tolerance_s: float = TOLERANCE_MS / 1000
+) -> StreamStats:  # fmt: skip
     """The engine's statistics on ``scored`` with ``settings`` (whose stride must be the scores')."""
     if settings.smooth_windows - 1 > scored.tail or settings.stride_ms != scored.stride_ms:
         raise ValueError("the scores were computed at another stride or for a shorter smoothing")
@@ -230,8 +232,8 @@ def tune(
         tail = max(s.smooth_windows for s in grid) - 1
         scored = [score_windows(model, audio, stride, tail, truth, sample_rate)]
         if len(negatives):  # end to end: one replay for all of them
-            scored.append(score_windows(model, np.concatenate([np.asarray(n, np.float32).reshape(-1) for n in negatives]),
-                                        stride, tail, None, sample_rate))  # fmt: skip
+            joined = np.concatenate([np.asarray(n, np.float32).reshape(-1) for n in negatives])
+            scored.append(score_windows(model, joined, stride, tail, None, sample_rate))
         for settings in grid:
             results.append((settings, sum((replay(model, a, settings, tolerance_s) for a in scored[1:]),
                                           replay(model, scored[0], settings, tolerance_s))))  # fmt: skip
@@ -283,15 +285,15 @@ def evaluate_stream_parser() -> argparse.ArgumentParser:
     add_detector_arguments(parser)
     parser.add_argument("--det", nargs="?", const="", metavar="PNG",
                         help="sweep the threshold (the other settings as given) and print the DET curve: command "
-                        "words found against false accepts per hour; with a file name, also draw it as a PNG")  # fmt: skip
+                        "words found against false accepts per hour; with a file name, also draw it as a PNG")
     parser.add_argument("--thresholds", help="comma-separated thresholds of --det (default: "
                         f"{','.join(f'{t:g}' for t in DET_THRESHOLDS)})")  # fmt: skip
     parser.add_argument("--tune", action="store_true",
                         help="search threshold, stride, smoothing, suppression and patience on this stream (and the "
-                        "--negatives) and print the best settings; --stride-ms and --hold-ms restrict the search")  # fmt: skip
+                        "--negatives) and print the best settings; --stride-ms and --hold-ms restrict the search")
     parser.add_argument("--fa-budget", type=float, metavar="N",
                         help="with --tune: the most words found with at most N false accepts per hour over the "
-                        "stream and the --negatives (default: the best words-found-minus-false-accepts balance)")  # fmt: skip
+                        "stream and the --negatives (default: the best words-found-minus-false-accepts balance)")
     parser.add_argument("--save", action="store_true",
                         help="with --tune: write the best settings into the --ckpt checkpoint or --model export as "
                         "its operating point, which kws transcribe and kws live then use")  # fmt: skip
@@ -434,7 +436,9 @@ def evaluate_stream_main(argv: list[str]) -> int:
     truth = read_truth(args.truth or truth_path(args.stream))
     detector = detector_from_args(args)
     model, tolerance = detector.model, args.tolerance_ms / 1000
-    negatives, errors = read_negatives(args.negatives, model.sample_rate, args.negatives_split) if args.negatives else ([], [])
+    negatives, errors = [], []
+    if args.negatives:
+        negatives, errors = read_negatives(args.negatives, model.sample_rate, args.negatives_split)
     for message in errors:
         print_error(message)
     if args.negatives and not negatives:

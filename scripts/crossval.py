@@ -44,7 +44,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold  # noqa: E402
+from pipeline.data.speech_commands import SILENCE, scan, which_fold  # noqa: E402
 from pipeline.errors import KWSError  # noqa: E402
 from pipeline.files import atomic_path, write_text  # noqa: E402
 from pipeline.streaming import THRESHOLD  # noqa: E402
@@ -149,7 +149,8 @@ def fit_and_test(name: str, fold: int | None, args: argparse.Namespace, env: dic
     with open(log, "a") as out:
         if not (run_dir / "done").exists():
             resume = ["--ckpt_path=last"] if (run_dir / "checkpoints" / "last.ckpt").exists() else []
-            recipe = [arg for name in ("real_12.yaml", *exp.configs) for arg in ("--config", str(REPO / "configs" / name))]
+            recipe = [arg for name in ("real_12.yaml", *exp.configs)
+                      for arg in ("--config", str(REPO / "configs" / name))]  # fmt: skip
             extra = [a.format(speech=args.speech) for a in exp.args]
             fit = [*kws, "fit", *recipe, f"--run={run}", *data, *common, *budget, *extra, *resume]  # fmt: skip
             if subprocess.run(fit, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT).returncode:
@@ -311,7 +312,8 @@ def main() -> None:
     for flag in ("synth", "real_train", "real_test"):
         if not Path(getattr(args, flag)).is_dir():
             parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)} is not a folder")
-    if any("{speech}" in a for n in names for a in EXPERIMENTS[n].args) and not (args.speech and Path(args.speech).is_dir()):
+    speech = args.speech and Path(args.speech).is_dir()
+    if any("{speech}" in a for n in names for a in EXPERIMENTS[n].args) and not speech:
         parser.error("the experiments that train on negatives need --speech, a kws synth-speech folder")
     if any("kws12.yaml" in EXPERIMENTS[n].configs for n in names) and not (REPO / "data" / "tts_speech").is_dir():
         parser.error("configs/kws12.yaml trains on the negatives of data/tts_speech: make them with "

@@ -7,10 +7,11 @@ running speech (LibriSpeech), TTS running speech, the official noise. The settin
 each model's own operating point unless given. ``--png`` draws the curves. Streams and figures are kept in
 ``--out``: a rerun resumes.
 
-``--tune-budget N`` first chooses the operating point of each model that carries none (a fold model) as ``kws evaluate-stream --tune --fa-budget N``
-would, on development audio apart from every measured stream (``pipeline.benchmark.build_dev``: the TTS corpus's
-validation voices, or with ``--dev-real`` the real speakers of ``speech_commands_more_speakers``; the validation
-voices' running speech and the training half of the LibriSpeech speakers), and sweeps around it.
+``--tune-budget N`` first chooses the operating point of each model that carries none (a fold model) as
+``kws evaluate-stream --tune --fa-budget N`` would, on development audio apart from every measured stream
+(``pipeline.benchmark.build_dev``: the TTS corpus's validation voices, or with ``--dev-real`` the real speakers of
+``speech_commands_more_speakers``; the validation voices' running speech and the training half of the LibriSpeech
+speakers), and sweeps around it.
 
 A PATH holding ``{fold}`` is one model per cross-validation fold (``scripts/crossval.py``'s): each fold's model
 is scored on its own fold's speakers only, and the figures are pooled over ``--folds`` folds.
@@ -144,8 +145,10 @@ def table(name: str, total: dict[str, list[StreamStats]], own: dict[str, StreamS
     return "\n".join(lines)
 
 
-def card_figures(path: str, folds: int, settings: Settings, total: dict[str, list[StreamStats]],
-                 own: dict[str, StreamStats], streams: list[BenchStream], thresholds: tuple[float, ...]) -> dict:  # fmt: skip
+def card_figures(
+    path: str, folds: int, settings: Settings, total: dict[str, list[StreamStats]], own: dict[str, StreamStats],
+    streams: list[BenchStream], thresholds: tuple[float, ...],
+) -> dict:  # fmt: skip
     """A model's figures at its own operating point (each fold's model at its own; commands found at 10 dB, false
     accepts per hour of isolated words and of running speech) and its DET rows, for the model card."""
 
@@ -210,7 +213,7 @@ def main() -> int:
         if args.clips and len(folds) == 1:
             named, alone, labelled, count = clip_agreement(load(path)[0], settings, Path(args.clips))
             print(f"\n{args.clips}: of {count} command clips, kws transcribe names {named:.1%} exactly at the "
-                  f"operating point ({alone:.1%} without the clip rule); kws predict labels {labelled:.1%} right")  # fmt: skip
+                  f"operating point ({alone:.1%} without the clip rule); kws predict labels {labelled:.1%} right")
         summary[name] = card_figures(path, len(folds), settings, total, own, streams, swept)
         target = next((s.name for s in streams if s.name == TARGET), None)
         for kind in curves:

@@ -189,7 +189,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.fold = (fold, folds)
         self.hash_salt = hash_salt
         self.noise_dir = Path(noise_dir) if noise_dir else None
-        self.negative_roots = [Path(r) for r in ([negatives] if isinstance(negatives, (str, Path)) else negatives or [])]
+        negatives = [negatives] if isinstance(negatives, (str, Path)) else negatives or []
+        self.negative_roots = [Path(r) for r in negatives]
         if negative_share < 0:
             raise DataError(f"data.negative_share cannot be negative, not {negative_share:g}")
         self.negative_share = negative_share
