@@ -8,15 +8,13 @@ import glob
 from pathlib import Path
 
 from pipeline.audio import AUDIO_SUFFIXES
-from pipeline.bundled import resolve_model
 from pipeline.console import err_console
 from pipeline.decision import PATIENCE, SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, THRESHOLD
-from pipeline.errors import TRAINING_STACK, KWSError
+from pipeline.errors import KWSError
 from pipeline.onnx_model import RUNTIMES, OnnxModel
+from pipeline.spotter import CHUNK_SAMPLES, STDIN, open_model
 from pipeline.streaming import STREAM_STRIDE_MS, Classifier, Detector
 
-STDIN = "-"
-CHUNK_SAMPLES = 102400  # frames read per block: 6.4 s at 16 kHz, one full model batch (32 strides) per block
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,36 +28,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default: {RUNTIMES[0]})")  # fmt: skip
 
 
-def load_checkpoint(path: str, runtime: str) -> Classifier:
-    """A ``kws fit`` checkpoint through :func:`pipeline.model.load_model`, which needs PyTorch.
-
-    Raises:
-        KWSError: PyTorch is not installed, or the checkpoint cannot be used.
-    """
-    try:
-        from pipeline.model import load_model
-    except ImportError:
-        raise KWSError(f"a .ckpt checkpoint needs PyTorch ({TRAINING_STACK}); an exported .onnx model does not: "
-                       "give it with --model") from None  # fmt: skip
-    return load_model(path, runtime)
-
-
 def model_from_args(args: argparse.Namespace) -> Classifier:
-    """Load the model :func:`add_model_arguments` names (a bundled one is named on stderr), carrying its operating
-    point (a bundled model's export made before exports carried one takes its card's threshold). Exported and
-    bundled models run without PyTorch."""
+    """Load the model :func:`add_model_arguments` names (:func:`~pipeline.spotter.open_model`); a bundled one is
+    named on stderr. Exported and bundled models run without PyTorch."""
     if args.model:
         return OnnxModel(args.model)
-    path, card = resolve_model(args.ckpt)
-    if card is None:
-        return load_checkpoint(path, args.runtime)
-    err_console.print(f"using the {card.summary()}", highlight=False, soft_wrap=True)
-    if args.runtime == "torch":
-        model = load_checkpoint(path, args.runtime)
-    else:
-        model = OnnxModel(card.export_path, name=card.name)
-    if not model.decision:
-        model.decision = {"threshold": card.threshold}
+    model, card = open_model(args.ckpt, args.runtime)
+    if card is not None:
+        err_console.print(f"using the {card.summary()}", highlight=False, soft_wrap=True)
     return model
 
 

@@ -40,7 +40,7 @@ from pipeline.data.streams import TruthWord, read_truth, truth_path
 from pipeline.errors import AudioError, KWSError
 from pipeline.decision import Detection, Settings, decide
 from pipeline.streaming import Classifier, is_streaming, offline_scores, windowing_of
-from pipeline.transcribe import transcribe_source
+from pipeline.spotter import transcribe_source
 
 TOLERANCE_MS = 500.0
 

@@ -14,88 +14,23 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.audio import open_audio, to_mono
-from pipeline.arguments import CHUNK_SAMPLES, STDIN, add_detector_arguments, detector_from_args, expand_inputs
+from pipeline.arguments import add_detector_arguments, detector_from_args, expand_inputs
 from pipeline.console import err_console, print_error, warn
-from pipeline.errors import AudioError, first_line
+from pipeline.errors import AudioError
 from pipeline.files import write_text
-from pipeline.streaming import Detection, Detector
+from pipeline.spotter import STDIN, Transcript, transcribe_source
 
 PROGRESS_SECONDS = 60.0  # show a progress bar for files at least this long (when stderr is a terminal)
 FORMATS = ("text", "json", "jsonl", "csv", "srt")
 STREAMED = ("text", "jsonl", "csv")  # printed file by file as each is done; json and srt are written at the end
 FAILED = 1  # exit status when any input could not be transcribed
-
-
-@dataclass
-class Transcript:
-    """The words found in one input."""
-
-    file: str
-    seconds: float
-    words: list[Detection] = field(default_factory=list)
-
-
-def read_blocks(source: str, chunk_samples: int) -> Iterator[tuple[np.ndarray, int, int]]:
-    """Yield ``(mono float32 block, sample rate, total frames or -1)`` from a file or ``-`` (stdin).
-
-    Raises:
-        AudioError: the input cannot be decoded or holds no samples.
-    """
-    name = "standard input" if source == STDIN else source
-    sound = open_audio(sys.stdin.buffer.fileno() if source == STDIN else source, name)
-    with sound:
-        total = sound.frames if sound.seekable() else -1
-        if total > 0 and "(should be" in sound.extra_info.split("data :")[-1].split("\n")[0]:
-            warn(f"{name}: the file is truncated; transcribing the {total / sound.samplerate:.1f} s it holds")
-        frames = 0
-        while True:
-            try:
-                block = sound.read(chunk_samples, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as err:
-                raise AudioError(f"{name}: cannot decode audio ({first_line(err)})") from None
-            if not len(block):
-                break
-            frames += len(block)
-            yield to_mono(block), sound.samplerate, total
-    if not frames:
-        raise AudioError(f"{name}: the file holds no audio samples")
-
-
-def transcribe_source(
-    detector: Detector,
-    source: str,
-    chunk_samples: int = CHUNK_SAMPLES,
-    on_block: Callable[[int, int], None] | None = None,
-) -> Transcript:
-    """Stream one input through ``detector`` (which is reset afterwards).
-
-    Args:
-        detector: The streaming detector.
-        source: A file path or ``-``.
-        chunk_samples: Frames per block read.
-        on_block: Called with ``(frames read so far, total frames or -1)`` after each block.
-    """
-    words: list[Detection] = []
-    done, rate = 0, 1
-    try:
-        for block, rate, total in read_blocks(source, chunk_samples):
-            words += detector.push(block, rate)
-            done += len(block)
-            if on_block:
-                on_block(done, total)
-        words += detector.flush()
-    finally:
-        detector.reset()
-    return Transcript(source, done / rate, words)
 
 
 def _srt_time(seconds: float) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.arguments import CHUNK_SAMPLES
+from pipeline.spotter import CHUNK_SAMPLES
 from pipeline.audio import SAMPLE_RATE, save_audio
 from pipeline.bundled import WEIGHTS_DIR
 from pipeline.console import run_script

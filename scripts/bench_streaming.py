@@ -33,14 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.arguments import CHUNK_SAMPLES
 from pipeline.audio import SAMPLE_RATE, read_audio, save_audio
 from pipeline.console import run_script
 from pipeline.data.streams import read_truth, truth_path
 from pipeline.model import load_model
 from pipeline.stream_eval import TOLERANCE_MS, score_stream, tune, vocabulary
 from pipeline.streaming import Classifier, Detector
-from pipeline.transcribe import transcribe_source
+from pipeline.spotter import CHUNK_SAMPLES, transcribe_source
 
 from bench_latency import delays, play  # the demo's callback path, and the delay of each found word
 from bench_transcribe import bench_audio, stream_once  # the engine benchmark's audio and loop

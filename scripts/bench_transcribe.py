@@ -30,7 +30,7 @@ from pipeline.decision import STRIDE_MS
 from pipeline.model import load_model
 from pipeline.onnx_model import RUNTIMES
 from pipeline.streaming import Classifier, Detector, window_probs, windowing_of
-from pipeline.transcribe import CHUNK_SAMPLES, transcribe_source
+from pipeline.spotter import CHUNK_SAMPLES, transcribe_source
 from pipeline.console import run_script
 
 DEFAULT_CKPT = "runs/quickstart/checkpoints/best.ckpt"

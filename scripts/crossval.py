@@ -91,6 +91,8 @@ EXPERIMENTS = {
                                 ("--data.negatives=[{speech}]",), configs=("kws12.yaml",)),
     "kws12": Experiment("the bundled model's recipe, configs/kws12.yaml: no-negatives + TTS running speech and the "
                         "real running speech of the LibriSpeech training half as negatives", configs=("kws12.yaml",)),
+    "unknown-all": Experiment("kws12 with every real other word of the training speakers (unknown_share 1.0)",
+                              ("--data.unknown_share=1.0",), configs=("kws12.yaml",)),
     "tcresnet14-1.5": Experiment(
         "base with TC-ResNet14-1.5", ("--model.model.name=tcresnet", "--model.model.size=14-1.5",
                                       "--model.features.n_mels=40", "--model.features.n_mfcc=40")),  # fmt: skip

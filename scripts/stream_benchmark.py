@@ -29,7 +29,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.arguments import load_checkpoint
+from pipeline.spotter import load_checkpoint
 from pipeline.audio import read_audio
 from pipeline.benchmark import (
     ISOLATED,

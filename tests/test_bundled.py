@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import one_thread
-from pipeline import bundled
+from pipeline import Spotter, bundled
 from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, save_audio
 from pipeline.cli import main
 from pipeline.data import synth
@@ -87,6 +88,7 @@ def test_transcribe_and_the_mic_demo_use_the_bundled_model_without_ckpt(
     assert main(["live", "--input-file", str(stream)]) == 0
     out = capsys.readouterr()
     assert "using the bundled model" in out.err and "end of input" in out.out
+    assert found and found[0] in out.out  # the microphone path hears what transcribe found
 
 
 def test_ckpt_takes_a_bundled_name_and_kws_models_lists_them(capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,3 +108,50 @@ def test_without_a_bundled_model_the_error_is_one_sentence(tmp_path, monkeypatch
     monkeypatch.setattr(bundled, "CARDS_FILE", tmp_path / "models.json")  # an installation without weights
     with pytest.raises(KWSError, match="no model is bundled"):
         bundled.resolve_model(None)
+
+
+def _readme_example() -> str:
+    text = (REPO / "README.md").read_text()
+    return text.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_python_example_runs_and_agrees_with_the_commands(
+    spoken: list[tuple[str, np.ndarray]], tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gap = np.zeros(SAMPLE_RATE // 2, np.float32)
+    said = [w for w, _ in spoken]
+    save_audio(tmp_path / "said.wav", np.concatenate([gap] + [x for _, clip in spoken for x in (clip, gap)]))
+    yes = next(clip for word, clip in spoken if word == "yes")
+    save_audio(tmp_path / "yes.wav", yes)
+    monkeypatch.chdir(tmp_path)
+    with one_thread():
+        exec(compile(_readme_example(), "README.md", "exec"), {})
+        lines = capsys.readouterr().out.splitlines()
+        fed, transcribed, label = [line.split()[0] for line in lines[:-2]], lines[-2], lines[-1]
+        assert transcribed == str(fed)  # chunks of 100 ms fed as int16 give the file's words
+        rest = iter(said)
+        assert sum(any(w == s for s in rest) for w in fed) >= MIN_FOUND * len(said), fed
+        assert main(["transcribe", "said.wav", "--format", "json"]) == 0
+        words = [w["word"] for w in json.loads(capsys.readouterr().out)[0]["words"]]
+        assert words == fed  # the same words kws transcribe prints
+        assert main(["predict", "yes.wav", "--format", "json"]) == 0
+        predicted = json.loads(capsys.readouterr().out)[0]
+        assert label == predicted["label"] == "yes"
+        assert Spotter().classify("yes.wav") == pytest.approx(predicted["scores"], abs=1e-6)
+        scores = Spotter().classify(yes)  # the samples before they were written as 16-bit PCM
+        assert scores == pytest.approx(predicted["scores"], abs=1e-3) and max(scores, key=scores.get) == "yes"
+
+
+def test_a_spotter_takes_settings_and_says_which_it_does_not_know(spoken: list[tuple[str, np.ndarray]]) -> None:
+    card = bundled.bundled_models()[0]
+    assert Spotter().detector.settings.to_dict() == card.decision  # the model's own operating point
+    assert Spotter(card.name, threshold=0.55).detector.settings.threshold == 0.55
+    with pytest.raises(KWSError, match="unknown decision setting"):
+        Spotter(treshold=0.5)
+    spotter = Spotter(OnnxModel(card.export_path), threshold=0.3)
+    audio = np.concatenate([clip for _, clip in spoken[:6]])
+    rng = np.random.default_rng(0)
+    whole = spotter.feed(audio) + spotter.flush()
+    edges = np.sort(rng.choice(len(audio), 20, replace=False))
+    chunked = [w for part in np.split(audio, edges) for w in spotter.feed(part)] + spotter.flush()
+    assert whole and chunked == whole  # any chunking, the same words

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +101,9 @@ def test_another_front_end_is_refused_in_one_sentence() -> None:
         KWSModel(LABELS, FeatureConfig(), ModelConfig(name="speech_embedding"))
 
 
-def test_the_quickstart_recipe_trains_exports_and_transcribes(tone_corpus: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_the_quickstart_recipe_trains_exports_and_transcribes(
+    tone_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``configs/quickstart.yaml`` through the command line: ``kws fit`` (one epoch on the tone corpus) writes a
     checkpoint of the speech embedding with its front end, ``kws export`` checks and writes its ONNX file, and
     ``kws transcribe`` runs both."""
@@ -116,8 +118,12 @@ def test_the_quickstart_recipe_trains_exports_and_transcribes(tone_corpus: Path,
     assert hparams["model"]["name"] == "speech_embedding" and hparams["features"] == dataclasses.asdict(FEATURES)
     assert main(["export", str(ckpt), "--out", "model.onnx"]) == 0
     sf.write("words.wav", word_sequence(["yes", "up"], seed=2), SAMPLE_RATE)
+    words = []
     for door in (["--ckpt", str(ckpt)], ["--model", "model.onnx"]):
-        assert main(["transcribe", "words.wav", *door]) == 0
+        capsys.readouterr()
+        assert main(["transcribe", "words.wav", *door, "--threshold", "0.1", "--format", "json"]) == 0
+        words.append([(w["word"], round(w["start"], 2)) for w in json.loads(capsys.readouterr().out)[0]["words"]])
+    assert words[0] == words[1]  # the export is the checkpoint's model
 
 
 def test_without_the_weights_package_training_stops_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:

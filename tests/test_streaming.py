@@ -18,7 +18,7 @@ import torchaudio
 from numpy.lib.stride_tricks import sliding_window_view
 from conftest import TONE_DETECTOR, WORDS, one_thread, word_sequence
 
-from pipeline.audio import SAMPLE_RATE, StreamResampler, load_audio, load_clip, resample, save_audio
+from pipeline.audio import SAMPLE_RATE, StreamResampler, load_clip, read_audio, resample, save_audio
 from pipeline.cli import main as kws
 from pipeline.data.speech_commands import SILENCE, UNKNOWN
 from pipeline.module import KWSModule
@@ -340,7 +340,7 @@ def test_make_and_evaluate_stream(trained: Path, model: OnnxModel, tone_corpus: 
     out = tmp_path / "stream.wav"
     assert kws(["make-stream", "--source", str(tone_corpus), "--out", str(out), "--minutes", "0.4", "--seed", "1"]) == 0
     truth = read_truth(tmp_path / "stream.csv")
-    audio = load_audio(out)
+    audio = read_audio(out)
     assert len(truth) >= 5 and audio.shape[0] == int(0.4 * 60 * SAMPLE_RATE)
     gaps = [b.start - a.end for a, b in zip(truth, truth[1:])]
     assert min(gaps) >= 0.99 and max(gaps) <= 3.01
@@ -355,7 +355,7 @@ def test_make_and_evaluate_stream(trained: Path, model: OnnxModel, tone_corpus: 
     assert stats.percent(stats.correct) > 50  # the tone model hears most of its words
     row = " ".join(f"{stats.percent(n):.1f}%" for n in (stats.matched, stats.correct, stats.wrong, stats.false_positives))
     assert f"{row} {stats.false_accepts_per_hour:.1f}" in report, report
-    noise = [load_audio(f) for f in sorted(noise_dir.iterdir())]
+    noise = [read_audio(f) for f in sorted(noise_dir.iterdir())]
     false_accepts = sum(len(offline_detect(model, n, SAMPLE_RATE, settings)) for n in noise)
     minutes = sum(n.shape[0] for n in noise) / SAMPLE_RATE / 60
     assert f"negatives: {false_accepts} false accepts in {minutes:.1f} min" in report, report
@@ -422,8 +422,8 @@ def test_tune_within_a_budget_saves_the_operating_point_every_door_uses(
                 str(budget), "--negatives", str(negatives), "--save"]) == 0  # fmt: skip
     assert "wrote the operating point" in capsys.readouterr().out
     # the tuner's ranking: within the budget, no setting finds more words than the one saved
-    ranked = tune(model, load_audio(dev).numpy(), read_truth(dev.with_suffix(".csv")), strides_ms=(200.0,),
-                  patience=(1, 2, 3), negatives=[load_audio(f).numpy() for f in sorted(negatives.iterdir())],
+    ranked = tune(model, read_audio(dev), read_truth(dev.with_suffix(".csv")), strides_ms=(200.0,),
+                  patience=(1, 2, 3), negatives=[read_audio(f) for f in sorted(negatives.iterdir())],
                   fa_budget=budget)  # fmt: skip
     best, stats = ranked[0]
     assert stats.false_accepts_per_hour <= budget
@@ -431,7 +431,7 @@ def test_tune_within_a_budget_saves_the_operating_point_every_door_uses(
     saved = load_model(ckpt)
     assert saved.decision == best.to_dict()
     # kws transcribe and kws live use it unless told otherwise, from the checkpoint and from its export
-    expected = offline_detect(saved, load_audio(test).numpy(), SAMPLE_RATE, best)
+    expected = offline_detect(saved, read_audio(test), SAMPLE_RATE, best)
     onnx = tmp_path / "tuned.onnx"
     assert kws(["export", str(ckpt), "--out", str(onnx)]) == 0
     for flag, path in (("--ckpt", ckpt), ("--model", onnx)):
@@ -442,12 +442,12 @@ def test_tune_within_a_budget_saves_the_operating_point_every_door_uses(
         summary = run_demo(live_parser().parse_args([flag, str(path), "--input-file", str(test)]),
                            Console(file=io.StringIO()))  # fmt: skip
         assert [d.word for d in summary.words] == [d.word for d in offline_detect(
-            saved, load_audio(test).numpy(), SAMPLE_RATE, Settings(**best.to_dict(), hold_ms=0.0))]
+            saved, read_audio(test), SAMPLE_RATE, Settings(**best.to_dict(), hold_ms=0.0))]
     # a flag still wins over the model's own point
     capsys.readouterr()
     assert kws(["transcribe", str(test), "--ckpt", str(ckpt), "--threshold", "0.3", "--format", "jsonl"]) == 0
     words = [json.loads(line)["word"] for line in capsys.readouterr().out.splitlines()]
-    lower = offline_detect(saved, load_audio(test).numpy(), SAMPLE_RATE, Settings(**{**best.to_dict(), "threshold": 0.3}))
+    lower = offline_detect(saved, read_audio(test), SAMPLE_RATE, Settings(**{**best.to_dict(), "threshold": 0.3}))
     assert words == [d.word for d in lower]
 
 
@@ -464,6 +464,6 @@ def test_evaluate_stream_det_sweeps_the_threshold(trained: Path, model: OnnxMode
     truth = read_truth(out.with_suffix(".csv"))
     for t in (0.3, 0.6, 0.9):  # each row is the engine's figure at that threshold
         settings = Settings(**{**TONE_DETECTOR, "threshold": t})
-        stats = score_stream(offline_detect(model, load_audio(out).numpy(), SAMPLE_RATE, settings), truth,
-                             vocabulary(model), load_audio(out).shape[0] / SAMPLE_RATE, 0.5)  # fmt: skip
+        stats = score_stream(offline_detect(model, read_audio(out), SAMPLE_RATE, settings), truth,
+                             vocabulary(model), read_audio(out).shape[0] / SAMPLE_RATE, 0.5)  # fmt: skip
         assert f"{t:g} {stats.percent(stats.correct):.1f}% {stats.false_accepts_per_hour:.1f}" in report, report

@@ -73,7 +73,7 @@ import numpy as np
 import soundfile as sf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, load_audio, resample, save_audio
+from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, read_audio, resample, save_audio
 from pipeline.console import console, warn
 from pipeline.data.speech_commands import NOISE_DIR, TESTING_LIST, VALIDATION_LIST, WORDS_V2, audio_files
 from pipeline.errors import DataError
@@ -559,7 +559,7 @@ def render_noise(path: Path, kind: str, voices: list[Voice], avoid: Sequence[str
 
 
 def _convert(source: Path, path: Path) -> int:
-    save_audio(path, load_audio(source))
+    save_audio(path, read_audio(source))
     return 1
 
 
