@@ -16,7 +16,6 @@ from pipeline.spotter import CHUNK_SAMPLES, STDIN, open_model
 from pipeline.streaming import STREAM_STRIDE_MS, Classifier, Detector
 
 
-
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--model`` (an exported model), ``--ckpt`` (a checkpoint or a bundled model's name) and ``--runtime``."""
     which = parser.add_mutually_exclusive_group()
@@ -55,16 +54,26 @@ def add_detector_arguments(parser: argparse.ArgumentParser, chunks: bool = True,
     parser.add_argument("--smooth-ms", type=float,
                         help=f"span of the moving average of model outputs (default: {OWN} {SMOOTH_MS:g}, or one "
                         "stride for a streaming model)")  # fmt: skip
-    parser.add_argument("--suppression-ms", type=float,
-                        help=f"quiet time after each detected word (default: {OWN} {SUPPRESSION_MS:g})")
-    parser.add_argument("--patience", type=int,
-                        help=f"consecutive windows whose top class must be the word (default: {OWN} {PATIENCE})")
+    parser.add_argument(
+        "--suppression-ms", type=float, help=f"quiet time after each detected word (default: {OWN} {SUPPRESSION_MS:g})"
+    )
+    parser.add_argument(
+        "--patience", type=int, help=f"consecutive windows whose top class must be the word (default: {OWN} {PATIENCE})"
+    )
     default = "when the word's run of windows ends: later, with finer times" if hold_ms is None else f"{hold_ms:g}"
-    parser.add_argument("--hold-ms", type=float, default=hold_ms,
-                        help=f"emit a word at most this long after it is decided, 0 for at once (default: {default})")
+    parser.add_argument(
+        "--hold-ms",
+        type=float,
+        default=hold_ms,
+        help=f"emit a word at most this long after it is decided, 0 for at once (default: {default})",
+    )
     if chunks:
-        parser.add_argument("--chunk-samples", type=int, default=CHUNK_SAMPLES,
-                            help=f"audio frames read and processed per block (default: {CHUNK_SAMPLES})")
+        parser.add_argument(
+            "--chunk-samples",
+            type=int,
+            default=CHUNK_SAMPLES,
+            help=f"audio frames read and processed per block (default: {CHUNK_SAMPLES})",
+        )
 
 
 def detector_from_args(args: argparse.Namespace) -> Detector:

@@ -27,6 +27,9 @@ class AugmentConfig:
         time_shift_ms: Shift each clip by a uniform random amount in ``[-time_shift_ms, +time_shift_ms]``.
         noise_prob: Probability of mixing a random stretch of background noise into a clip.
         noise_volume: ``[low, high]`` range of the uniform random noise gain.
+        noise_snr_db: ``[low, high]`` range of a uniform random signal-to-noise ratio in dB (the clip's RMS over the
+            noise stretch's), used instead of ``noise_volume`` when given: noise as loud as a stream's at that SNR,
+            whatever the clip's level.
         gain_db: ``[low, high]`` range of a uniform random gain of the whole clip, in dB.
         reverb_prob: Probability of convolving a clip with a synthetic room response (exponentially
             decaying noise after a direct path).
@@ -47,6 +50,7 @@ class AugmentConfig:
     time_shift_ms: float = 100.0
     noise_prob: float = 0.8
     noise_volume: tuple[float, float] = (0.0, 0.1)
+    noise_snr_db: tuple[float, float] | None = None
     gain_db: tuple[float, float] = (0.0, 0.0)
     reverb_prob: float = 0.0
     rt60_s: tuple[float, float] = (0.1, 0.6)
@@ -119,7 +123,14 @@ class WaveAugment(nn.Module):
         if self.noise is not None and self.config.noise_prob > 0 and self.noise.numel() >= length:
             start = torch.randint(0, self.noise.numel() - length + 1, (batch, 1), device=device)
             noise = self.noise[start + torch.arange(length, device=device)]
-            volume = torch.empty(batch, 1, device=device).uniform_(*self.config.noise_volume)
+            if self.config.noise_snr_db is None:
+                volume = torch.empty(batch, 1, device=device).uniform_(*self.config.noise_volume)
+            else:
+                snr = self._uniform(wave, self.config.noise_snr_db)
+                rms = (
+                    wave.square().mean(1, keepdim=True) / noise.square().mean(1, keepdim=True).clamp_min(1e-10)
+                ).sqrt()
+                volume = rms * torch.pow(10.0, -snr / 20)
             volume = volume * (torch.rand(batch, 1, device=device) < self.config.noise_prob)
             wave = wave + volume * noise
         return wave.clamp(-1.0, 1.0)

@@ -21,11 +21,11 @@ from pipeline.audio import clip_samples, fit_length, read_audio
 from pipeline.bundled import resolve_model
 from pipeline.console import console
 from pipeline.data.speech_commands import SILENCE, UNKNOWN, scan
+from pipeline.decision import STRIDE_MS
 from pipeline.errors import AudioError, KWSError, first_line
 from pipeline.files import atomic_path
 from pipeline.model import KWSModel, load_model
 from pipeline.onnx_model import OnnxModel
-from pipeline.decision import STRIDE_MS
 from pipeline.streaming import (
     Classifier,
     is_streaming,
@@ -52,7 +52,7 @@ def check_signals(sample_rate: int, seed: int = 0) -> dict[str, np.ndarray]:
     pitch = 120 + 40 * np.sin(2 * np.pi * 0.7 * t)  # a gliding voice, 80-160 Hz
     phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
     formant = 700 + 500 * np.sin(2 * np.pi * 1.3 * t)
-    voice = sum(np.exp(-(((k * pitch) - formant) / 400) ** 2) * np.sin(k * phase) / k for k in range(1, 30))
+    voice = sum(np.exp(-((((k * pitch) - formant) / 400) ** 2)) * np.sin(k * phase) / k for k in range(1, 30))
     syllables = (np.sin(2 * np.pi * 2.5 * t) > 0.2).astype(float)
     speech = 0.3 * voice * syllables / np.abs(voice).max() + 0.003 * rng.normal(size=n)
     return {"white noise": (0.1 * rng.normal(size=n)).astype(np.float32), "speech-like": speech.astype(np.float32)}
@@ -151,12 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("ckpt", metavar="CKPT", help="checkpoint written by kws fit, or the name of a bundled model")
     parser.add_argument("--out", required=True, help="the .onnx file to write (atomically)")
-    parser.add_argument("--int8", action="store_true",
-                        help="also write an int8-quantized variant beside it (OUT with .int8.onnx) and print what "
-                        "it changes")
-    parser.add_argument("--check-data", metavar="FOLDER",
-                        help="Speech Commands-layout folder: print the accuracy of the checkpoint, the export and "
-                        "the int8 variant on its test split (speakers the model must never have trained on)")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write an int8-quantized variant beside it (OUT with .int8.onnx) and print what it changes",
+    )
+    parser.add_argument(
+        "--check-data",
+        metavar="FOLDER",
+        help="Speech Commands-layout folder: print the accuracy of the checkpoint, the export and "
+        "the int8 variant on its test split (speakers the model must never have trained on)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite OUT (and its int8 variant) if they exist")
     return parser
 

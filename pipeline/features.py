@@ -16,9 +16,8 @@ import torchaudio.functional as AF
 import torchaudio.transforms as T
 from torch import Tensor, nn
 
-from pipeline.errors import KWSError
-
 from pipeline.audio import SAMPLE_RATE, frame_count
+from pipeline.errors import KWSError
 
 WINDOW_MS = 30.0
 HOP_MS = 10.0

@@ -48,13 +48,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.audio import open_audio
 from pipeline.arguments import add_detector_arguments, detector_from_args
+from pipeline.audio import open_audio
 from pipeline.console import console as stdout_console
 from pipeline.console import err_console, print_error
-from pipeline.files import atomic_path
 from pipeline.data.speech_commands import is_word
 from pipeline.errors import AudioError, KWSError, first_line
+from pipeline.files import atomic_path
 from pipeline.streaming import THRESHOLD, Detection, Detector
 
 BLOCK_MS = 50.0  # audio per callback block: the device block size, and the file producer's
@@ -232,8 +232,14 @@ class MicSource:
             raise KWSError(f"input device {self.name!r} cannot capture mono at {self.samplerate} Hz "
                            f"({first_line(err)})") from None  # fmt: skip
         try:
-            self._stream = sd.InputStream(device=device, channels=1, samplerate=self.samplerate, dtype="float32",
-                                          blocksize=block_size(self.samplerate, block_ms), callback=tap.callback)
+            self._stream = sd.InputStream(
+                device=device,
+                channels=1,
+                samplerate=self.samplerate,
+                dtype="float32",
+                blocksize=block_size(self.samplerate, block_ms),
+                callback=tap.callback,
+            )
         except sd.PortAudioError as err:
             raise self._unavailable("open", err) from None
 
@@ -439,10 +445,14 @@ def build_parser(prog: str = "kws live") -> argparse.ArgumentParser:
                         "the system's default input)")  # fmt: skip
     parser.add_argument("--samplerate", type=int, help="capture rate in Hz (default: the device's native rate)")
     parser.add_argument("--save", metavar="WAV", help="also write what is heard to this WAV file (valid after Ctrl+C)")
-    inputs.add_argument("--input-file", metavar="AUDIO",
-                        help="play this audio file through the capture path instead of a microphone")
-    parser.add_argument("--realtime", action="store_true",
-                        help="with --input-file: deliver the audio at its real pace (default: as fast as possible)")
+    inputs.add_argument(
+        "--input-file", metavar="AUDIO", help="play this audio file through the capture path instead of a microphone"
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="with --input-file: deliver the audio at its real pace (default: as fast as possible)",
+    )
     add_detector_arguments(parser, chunks=False, hold_ms=HOLD_MS)
     return parser
 

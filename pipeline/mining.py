@@ -98,7 +98,7 @@ def mine(model: Classifier, roots: list[Path], out: Path, round_: int, floor: fl
             except AudioError as err:
                 warn(f"skipped {err}")
                 kept = []
-            for ms, word, score, clip in kept:
+            for ms, _word, _score, clip in kept:
                 name = out / MINED / f"{file_speaker(path)}_nohash_r{round_}-{path.stem.split('_nohash_')[-1]}-{ms}.wav"
                 if not name.exists():
                     save_audio(name, clip)
@@ -115,16 +115,30 @@ def main(argv: list[str]) -> int:
         description="Hard-negative mining: keep the windows of audio without command words that a model takes for "
         "a command, as clips for kws fit --data.negatives.",
     )
-    parser.add_argument("--negatives", nargs="+", required=True, metavar="FOLDER",
-                        help="folders of audio without command words (kws synth-speech's, real running speech)")
+    parser.add_argument(
+        "--negatives",
+        nargs="+",
+        required=True,
+        metavar="FOLDER",
+        help="folders of audio without command words (kws synth-speech's, real running speech)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the mined corpus (new, or one of earlier rounds)")
     parser.add_argument("--round", type=int, default=1, dest="round_", help="this round's number (default: 1)")
-    parser.add_argument("--floor", type=float, default=FLOOR,
-                        help=f"keep windows where a command word scores above this (default: {FLOOR:g})")
-    parser.add_argument("--stride-ms", type=float, default=STRIDE_MS,
-                        help=f"step between the windows scored (default: {STRIDE_MS:g})")
-    parser.add_argument("--split", choices=SPLITS, default="train",
-                        help="mine the files of this split of each folder (default: train; never mine test audio)")
+    parser.add_argument(
+        "--floor",
+        type=float,
+        default=FLOOR,
+        help=f"keep windows where a command word scores above this (default: {FLOOR:g})",
+    )
+    parser.add_argument(
+        "--stride-ms", type=float, default=STRIDE_MS, help=f"step between the windows scored (default: {STRIDE_MS:g})"
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="train",
+        help="mine the files of this split of each folder (default: train; never mine test audio)",
+    )
     parser.add_argument("--hash-salt", default="", help="data.hash_salt of the training run (default: none)")
     add_model_arguments(parser)
     args = parser.parse_args(argv)

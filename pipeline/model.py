@@ -199,7 +199,9 @@ def load_model(path: str | os.PathLike, runtime: str = RUNTIMES[0]) -> KWSModel 
     hparams = checkpoint["hyper_parameters"]
     try:
         model = KWSModel(
-            hparams["labels"], FeatureConfig(**hparams.get("features") or {}), ModelConfig(**hparams.get("model") or {}),
+            hparams["labels"],
+            FeatureConfig(**hparams.get("features") or {}),
+            ModelConfig(**hparams.get("model") or {}),
             pretrained=False,
         )
         model.load_state_dict({k: v for k, v in checkpoint["state_dict"].items() if k.split(".")[0] in INFERENCE})

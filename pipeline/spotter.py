@@ -7,8 +7,13 @@ prints), ``classify`` one clip (the scores ``kws predict`` prints). An exported 
 PyTorch.
 
 Example:
+    >>> import numpy as np
     >>> from pipeline import Spotter
-    >>> spotter = Spotter()  # doctest: +SKIP
+    >>> spotter = Spotter()  # the bundled model
+    >>> spotter.labels[2:5]
+    ['yes', 'no', 'up']
+    >>> spotter.feed(np.zeros(16000, np.int16)) + spotter.flush()  # a second of silence: no word
+    []
     >>> for chunk in chunks:  # doctest: +SKIP
     ...     for word in spotter.feed(chunk):
     ...         print(word.word, word.start)
@@ -54,7 +59,9 @@ def load_checkpoint(path: str, runtime: str) -> Classifier:
     return load_model(path, runtime)
 
 
-def open_model(source: str | os.PathLike | None = None, runtime: str = RUNTIMES[0]) -> tuple[Classifier, ModelCard | None]:
+def open_model(
+    source: str | os.PathLike | None = None, runtime: str = RUNTIMES[0]
+) -> tuple[Classifier, ModelCard | None]:
     """The model ``source`` names, carrying its operating point, and its card if it is a bundled one.
 
     Args:

@@ -24,23 +24,23 @@ from __future__ import annotations
 import argparse
 import bisect
 import itertools
-from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
-from pipeline.audio import SAMPLE_RATE, read_audio, resample
 from pipeline.arguments import add_detector_arguments, detector_from_args, expand_inputs
+from pipeline.audio import SAMPLE_RATE, read_audio, resample
 from pipeline.console import console, print_error
 from pipeline.data.negatives import file_split, negative_files
 from pipeline.data.speech_commands import SPLITS, is_word
 from pipeline.data.streams import TruthWord, read_truth, truth_path
-from pipeline.errors import AudioError, KWSError
 from pipeline.decision import Detection, Settings, decide
-from pipeline.streaming import Classifier, is_streaming, offline_scores, windowing_of
+from pipeline.errors import AudioError, KWSError
 from pipeline.spotter import transcribe_source
+from pipeline.streaming import Classifier, is_streaming, offline_scores, windowing_of
 
 TOLERANCE_MS = 500.0
 
@@ -242,6 +242,7 @@ def tune(
         return (s.threshold, s.suppression_ms, s.smooth_ms, s.patience, s.stride_ms)
 
     if fa_budget is not None:
+
         def budgeted(item: tuple[Settings, StreamStats]) -> tuple:
             s, r = item
             if r.false_accepts_per_hour <= fa_budget:
@@ -273,8 +274,12 @@ def evaluate_stream_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("stream", help="stream audio file (from kws make-stream)")
     parser.add_argument("truth", nargs="?", help="truth CSV word,start,end (default: the stream's name with .csv)")
-    parser.add_argument("--tolerance-ms", type=float, default=TOLERANCE_MS,
-                        help=f"largest distance between a detection's and a word's centre (default: {TOLERANCE_MS:g})")
+    parser.add_argument(
+        "--tolerance-ms",
+        type=float,
+        default=TOLERANCE_MS,
+        help=f"largest distance between a detection's and a word's centre (default: {TOLERANCE_MS:g})",
+    )
     parser.add_argument("--negatives", "--noise-only", nargs="+", metavar="AUDIO", dest="negatives",
                         help="files or folders of audio without command words (speech or noise): every detection "
                         "there is a false accept, reported per hour; --tune and --det count them too")  # fmt: skip
@@ -283,17 +288,29 @@ def evaluate_stream_parser() -> argparse.ArgumentParser:
                         "speaker hash, as kws fit --data.negatives splits them), e.g. validation to tune on "
                         "(default: all)")  # fmt: skip
     add_detector_arguments(parser)
-    parser.add_argument("--det", nargs="?", const="", metavar="PNG",
-                        help="sweep the threshold (the other settings as given) and print the DET curve: command "
-                        "words found against false accepts per hour; with a file name, also draw it as a PNG")
+    parser.add_argument(
+        "--det",
+        nargs="?",
+        const="",
+        metavar="PNG",
+        help="sweep the threshold (the other settings as given) and print the DET curve: command "
+        "words found against false accepts per hour; with a file name, also draw it as a PNG",
+    )
     parser.add_argument("--thresholds", help="comma-separated thresholds of --det (default: "
                         f"{','.join(f'{t:g}' for t in DET_THRESHOLDS)})")  # fmt: skip
-    parser.add_argument("--tune", action="store_true",
-                        help="search threshold, stride, smoothing, suppression and patience on this stream (and the "
-                        "--negatives) and print the best settings; --stride-ms and --hold-ms restrict the search")
-    parser.add_argument("--fa-budget", type=float, metavar="N",
-                        help="with --tune: the most words found with at most N false accepts per hour over the "
-                        "stream and the --negatives (default: the best words-found-minus-false-accepts balance)")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="search threshold, stride, smoothing, suppression and patience on this stream (and the "
+        "--negatives) and print the best settings; --stride-ms and --hold-ms restrict the search",
+    )
+    parser.add_argument(
+        "--fa-budget",
+        type=float,
+        metavar="N",
+        help="with --tune: the most words found with at most N false accepts per hour over the "
+        "stream and the --negatives (default: the best words-found-minus-false-accepts balance)",
+    )
     parser.add_argument("--save", action="store_true",
                         help="with --tune: write the best settings into the --ckpt checkpoint or --model export as "
                         "its operating point, which kws transcribe and kws live then use")  # fmt: skip

@@ -28,13 +28,14 @@ from pipeline.console import console
 from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.errors import KWSError
 from pipeline.files import atomic_path
-from pipeline.module import KWSModule
 from pipeline.model import read_checkpoint
+from pipeline.module import KWSModule
 
 RUNS_DIR = Path("runs")
 CONFIG_FILE = "config.yaml"
 BEST, LAST = "best", "last"
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
+
 
 class SaveRunConfig(SaveConfigCallback):
     """Write the resolved config to ``runs/<run>/config.yaml`` when training starts."""

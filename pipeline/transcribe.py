@@ -22,7 +22,7 @@ import soundfile as sf
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.arguments import add_detector_arguments, detector_from_args, expand_inputs
-from pipeline.console import err_console, print_error, warn
+from pipeline.console import err_console, print_error
 from pipeline.errors import AudioError
 from pipeline.files import write_text
 from pipeline.spotter import STDIN, Transcript, transcribe_source
@@ -71,8 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kws transcribe",
         description="Find command words, with start/end times and confidence, in audio files of any length.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="audio file, folder (searched recursively), glob pattern, or - for a WAV stream on stdin")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio file, folder (searched recursively), glob pattern, or - for a WAV stream on stdin",
+    )
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     parser.add_argument("--output", "-o", help="write the result to this file (atomically) instead of stdout")
     add_detector_arguments(parser)

@@ -25,10 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from pipeline.audio import load_clip
 from pipeline.augment import AugmentConfig
+from pipeline.console import run_script
 from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.data.speech_commands import scan
 from pipeline.features import FrontEnd
-from pipeline.console import run_script
 
 AUGMENT = AugmentConfig(gain_db=(-10.0, 5.0), reverb_prob=0.3, band_prob=0.3)
 
@@ -99,7 +99,10 @@ def main() -> None:
     print(f"cached features : {plain:9.0f} clips/s (decoded once, features per batch: the baseline's work)")
     print(f"cached path     : {cached:9.0f} clips/s (the same plus augmentation per batch, as in training)")
     print(f"baseline        : {baseline:9.0f} clips/s (decode + MFCC per item, {args.workers} DataLoader workers)")
-    print(f"ratio           : {plain / baseline:9.1f} x   same work (goal: 10 x); {cached / baseline:.1f} x with augmentation")
+    print(
+        f"ratio           : {plain / baseline:9.1f} x   same work (goal: 10 x); "
+        f"{cached / baseline:.1f} x with augmentation"
+    )
 
 
 if __name__ == "__main__":

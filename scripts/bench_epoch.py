@@ -18,16 +18,16 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
 import torchaudio
-import lightning as L
 from rich.progress import track
 
 from pipeline.audio import SAMPLE_RATE, fit_length, load_audio, load_clip, save_audio
+from pipeline.console import run_script
 from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.data.speech_commands import NOISE_DIR, scan
 from pipeline.training_cli import make_cli
-from pipeline.console import run_script
 
 SPEECH_COMMANDS_CLIPS = 105_829  # v0.02, all 35 words
 SPEEDS = (1.0, 0.88, 1.12, 0.91, 1.09, 0.94, 1.06, 0.97, 1.03, 0.85, 1.15)  # copy k plays at SPEEDS[k]
@@ -93,7 +93,8 @@ def main() -> None:
     cache_s = time.perf_counter() - start
     cli = make_cli([
         "fit", "--config", args.config, f"--data.root={corpus}", f"--data.cache_dir={args.cache_dir}",
-        "--trainer.max_epochs=1", "--trainer.callbacks+=bench_epoch.EpochClock", f"--run=bench-epoch-{int(time.time())}", *overrides,
+        "--trainer.max_epochs=1", "--trainer.callbacks+=bench_epoch.EpochClock",
+        f"--run=bench-epoch-{int(time.time())}", *overrides,
     ])  # fmt: skip
     clock = next(c for c in cli.trainer.callbacks if type(c).__name__ == EpochClock.__name__)
     train_s, train_clips = clock.seconds["train"], len(cli.datamodule.datasets["train"])

@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.audio import SAMPLE_RATE, save_audio
-from pipeline.live import BLOCK_MS, QUEUE_SECONDS, AudioTap, FileSource, Heard, Session
-from pipeline.data.streams import TruthWord, make_stream
-from pipeline.stream_eval import vocabulary
-from pipeline.model import load_model
-from pipeline.streaming import THRESHOLD, Detector
 from pipeline.console import run_script
+from pipeline.data.streams import TruthWord, make_stream
+from pipeline.live import BLOCK_MS, QUEUE_SECONDS, AudioTap, FileSource, Heard, Session
+from pipeline.model import load_model
+from pipeline.stream_eval import vocabulary
+from pipeline.streaming import THRESHOLD, Detector
 
 DEFAULT_CKPT = "runs/quickstart/checkpoints/best.ckpt"
 SECONDS = 40.0  # stream length, played in real time
@@ -114,10 +114,17 @@ def main() -> int:
     parser.add_argument("--snr-db", type=float, default=SNR_DB, help=f"speech-to-noise ratio (default: {SNR_DB:g})")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the stream (default: 0)")
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help=f"detector threshold (default: {THRESHOLD})")
-    parser.add_argument("--hold-ms", type=float, help="emit a word at most this long after it is decided "
-                        "(default: when its run of windows ends)")
-    parser.add_argument("--tolerance-ms", type=float, default=TOLERANCE_MS,
-                        help=f"largest distance between a detection's and a word's centre (default: {TOLERANCE_MS:g})")
+    parser.add_argument(
+        "--hold-ms",
+        type=float,
+        help="emit a word at most this long after it is decided (default: when its run of windows ends)",
+    )
+    parser.add_argument(
+        "--tolerance-ms",
+        type=float,
+        default=TOLERANCE_MS,
+        help=f"largest distance between a detection's and a word's centre (default: {TOLERANCE_MS:g})",
+    )
     args = parser.parse_args()
 
     module = load_model(args.ckpt)
@@ -130,9 +137,11 @@ def main() -> int:
         save_audio(path, audio)
         heard, ends, delivered = play(detector, path)
     found = delays(heard, truth, words, ends, delivered, args.tolerance_ms / 1000)
-    print(f"checkpoint {args.ckpt}; stream of {len(audio) / SAMPLE_RATE:.1f} s from {args.source}, "
-          f"played in real time in {BLOCK_MS:g} ms blocks; {len(truth)} words, {len(found)} detected, "
-          f"{len(heard) - len(found)} other detections")
+    print(
+        f"checkpoint {args.ckpt}; stream of {len(audio) / SAMPLE_RATE:.1f} s from {args.source}, "
+        f"played in real time in {BLOCK_MS:g} ms blocks; {len(truth)} words, {len(found)} detected, "
+        f"{len(heard) - len(found)} other detections"
+    )
     if not found:
         print("no word was detected: no delay to report")
         return 1

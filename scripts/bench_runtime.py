@@ -23,17 +23,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_transcribe import bench_audio, stream_once  # the same audio and loop as the engine benchmark
 
-from pipeline.spotter import CHUNK_SAMPLES
 from pipeline.audio import SAMPLE_RATE, save_audio
 from pipeline.bundled import WEIGHTS_DIR
 from pipeline.console import run_script
 from pipeline.export import accuracy, labelled_clips
 from pipeline.model import load_model
 from pipeline.onnx_model import OnnxModel
+from pipeline.spotter import CHUNK_SAMPLES
 from pipeline.streaming import Detector
-
-from bench_transcribe import bench_audio, stream_once  # the same audio and loop as the engine benchmark
 
 # ``kws`` itself (its console script runs the same two lines), reporting the process's peak resident memory
 KWS_REPORTING_MEMORY = """

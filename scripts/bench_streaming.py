@@ -32,17 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from bench_latency import delays, play  # the demo's callback path, and the delay of each found word
+from bench_transcribe import bench_audio, stream_once  # the engine benchmark's audio and loop
 
 from pipeline.audio import SAMPLE_RATE, read_audio, save_audio
 from pipeline.console import run_script
 from pipeline.data.streams import read_truth, truth_path
 from pipeline.model import load_model
+from pipeline.spotter import CHUNK_SAMPLES, transcribe_source
 from pipeline.stream_eval import TOLERANCE_MS, score_stream, tune, vocabulary
 from pipeline.streaming import Classifier, Detector
-from pipeline.spotter import CHUNK_SAMPLES, transcribe_source
-
-from bench_latency import delays, play  # the demo's callback path, and the delay of each found word
-from bench_transcribe import bench_audio, stream_once  # the engine benchmark's audio and loop
 
 THRESHOLD = 0.8  # the bundled model's
 THRESHOLDS = "0.7,0.8,0.85,0.9,0.95"
@@ -76,8 +75,12 @@ def main() -> int:
     parser.add_argument("--thresholds", default=THRESHOLDS, help=f"of the trade-off table (default: {THRESHOLDS})")
     parser.add_argument("--seconds", type=float, default=120.0, help="audio of the speed runs (default: 120)")
     parser.add_argument("--runs", type=int, default=5, help="speed runs per row; the median is reported")
-    parser.add_argument("--realtime-seconds", type=float, default=60.0,
-                        help="of the commands stream played in real time for the wall-clock delay (0: skip)")
+    parser.add_argument(
+        "--realtime-seconds",
+        type=float,
+        default=60.0,
+        help="of the commands stream played in real time for the wall-clock delay (0: skip)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -118,8 +121,10 @@ def main() -> int:
         row.cells["speed, one thread"] = f"{statistics.median(speeds[row.name]):.0f}x"
     thresholds = [float(t) for t in args.thresholds.split(",")]
     trade_off = {row.name: trade_offs(row.detector, args.commands, args.other_words, thresholds) for row in rows}
-    print(f"threshold {args.threshold:g}; {len(truth)} truth words in {args.commands}; "
-          f"window model {args.windowed}; streaming model {args.streaming}\n")
+    print(
+        f"threshold {args.threshold:g}; {len(truth)} truth words in {args.commands}; "
+        f"window model {args.windowed}; streaming model {args.streaming}\n"
+    )
     columns = list(rows[0].cells)
     print("| engine | " + " | ".join(columns) + " |\n|" + " --- |" * (len(columns) + 1))
     for row in rows:
@@ -131,14 +136,26 @@ def main() -> int:
     return 0
 
 
-def trade_offs(detector: Detector, commands: str, other_words: str, thresholds: list[float]) -> list[tuple[float, float]]:
+def trade_offs(
+    detector: Detector, commands: str, other_words: str, thresholds: list[float]
+) -> list[tuple[float, float]]:
     """Per threshold, the share of command words found correctly and the false accepts per hour on the
     other-words stream, with the detector's other settings: ``tune`` on each stream."""
     model, s = detector.model, detector.settings
 
     def by_threshold(path: str) -> dict:
-        rows = tune(model, read_audio(path, model.sample_rate), read_truth(truth_path(path)), model.sample_rate,
-                    TOLERANCE_MS / 1000, (s.stride_ms,), thresholds, (s.smooth_ms,), (s.suppression_ms,), s.hold_ms)
+        rows = tune(
+            model,
+            read_audio(path, model.sample_rate),
+            read_truth(truth_path(path)),
+            model.sample_rate,
+            TOLERANCE_MS / 1000,
+            (s.stride_ms,),
+            thresholds,
+            (s.smooth_ms,),
+            (s.suppression_ms,),
+            s.hold_ms,
+        )
         return {settings.threshold: stats for settings, stats in rows}
 
     found, noise = by_threshold(commands), by_threshold(other_words)

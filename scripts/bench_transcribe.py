@@ -26,12 +26,12 @@ import soundfile as sf
 import torch
 
 from pipeline.audio import SAMPLE_RATE
+from pipeline.console import run_script
 from pipeline.decision import STRIDE_MS
 from pipeline.model import load_model
 from pipeline.onnx_model import RUNTIMES
-from pipeline.streaming import Classifier, Detector, window_probs, windowing_of
 from pipeline.spotter import CHUNK_SAMPLES, transcribe_source
-from pipeline.console import run_script
+from pipeline.streaming import Classifier, Detector, window_probs, windowing_of
 
 DEFAULT_CKPT = "runs/quickstart/checkpoints/best.ckpt"
 TARGET = 500.0  # goal, times real time
@@ -103,13 +103,17 @@ def main() -> None:
     short = audio[: int(args.naive_seconds * SAMPLE_RATE)]
     naive_x = args.naive_seconds / statistics.median(naive_once(module, short, args.stride_ms) for _ in range(3))
     w = detector.windowing
-    print(f"checkpoint {args.ckpt} ({args.runtime}), "
-          f"stride {args.stride_ms:g} ms ({SAMPLE_RATE / w.stride:g} windows per second), chunk {args.chunk_samples}")
+    print(
+        f"checkpoint {args.ckpt} ({args.runtime}), "
+        f"stride {args.stride_ms:g} ms ({SAMPLE_RATE / w.stride:g} windows per second), chunk {args.chunk_samples}"
+    )
     print(f"streaming engine : {engine_x:7.1f} x real time (median of {args.runs} x {args.seconds:g} s, 1 thread)")
     print(f"naive baseline   : {naive_x:7.1f} x real time (features + model of each window alone)")
     print(f"speed-up         : {engine_x / naive_x:7.1f} x")
-    print(f"goal {TARGET:g} x real time: {'reached' if engine_x >= TARGET else 'not reached'}; "
-          f"engine time per window {1000 * statistics.median(times) / (args.seconds * SAMPLE_RATE / w.stride):.2f} ms")
+    print(
+        f"goal {TARGET:g} x real time: {'reached' if engine_x >= TARGET else 'not reached'}; "
+        f"engine time per window {1000 * statistics.median(times) / (args.seconds * SAMPLE_RATE / w.stride):.2f} ms"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "hour.wav"
@@ -132,10 +136,14 @@ def main() -> None:
         sampler.join()
     quarter = max(1, len(samples) // 4)
     first, last = statistics.median(samples[:quarter]), statistics.median(samples[-quarter:])
-    print(f"{args.hour_minutes:g}-minute file: {result.seconds / elapsed:.1f} x real time end to end, "
-          f"{len(result.words)} detections")
-    print(f"RSS before {base:.1f} MiB, peak {max(samples):.1f} MiB; median of the first quarter of the run "
-          f"{first:.1f} MiB, of the last quarter {last:.1f} MiB (growth {last - first:+.1f} MiB)")
+    print(
+        f"{args.hour_minutes:g}-minute file: {result.seconds / elapsed:.1f} x real time end to end, "
+        f"{len(result.words)} detections"
+    )
+    print(
+        f"RSS before {base:.1f} MiB, peak {max(samples):.1f} MiB; median of the first quarter of the run "
+        f"{first:.1f} MiB, of the last quarter {last:.1f} MiB (growth {last - first:+.1f} MiB)"
+    )
 
 
 if __name__ == "__main__":

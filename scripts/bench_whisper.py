@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 from crossval import FOLDS, SALT  # noqa: E402
 
 from pipeline.audio import CLIP_SAMPLES, read_audio  # noqa: E402
-from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold  # noqa: E402
 from pipeline.console import run_script  # noqa: E402
+from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold  # noqa: E402
 
 
 def label_of(word: str) -> str:

@@ -81,21 +81,58 @@ EXPERIMENTS = {
     "mixup": Experiment("base + mixup (alpha 0.2)", ("--model.mixup=0.2",)),
     "shift-200": Experiment("base, time shift ±200 ms instead of ±100", ("--data.augment.time_shift_ms=200",)),
     "long": Experiment("base, twice the epochs", ("--trainer.max_epochs=30",)),
-    "causal": Experiment("long with the streaming (causal) MatchboxNet, trained after another clip",
-                         ("--trainer.max_epochs=30", "--model.model.causal=true")),
-    "causal-alone": Experiment("causal, each training clip alone (after zero padding)",
-                               ("--trainer.max_epochs=30", "--model.model.causal=true", "--model.stream_context=false")),
-    "no-negatives": Experiment("the bundled model's recipe until negatives: configs/kws12.yaml without them (base + "
-                               "unknown-30 + speed)", ("--data.negatives=null",), configs=("kws12.yaml",)),
-    "negatives-tts": Experiment("no-negatives + TTS running speech and sounds as negatives (--speech)",
-                                ("--data.negatives=[{speech}]",), configs=("kws12.yaml",)),
-    "kws12": Experiment("the bundled model's recipe, configs/kws12.yaml: no-negatives + TTS running speech and the "
-                        "real running speech of the LibriSpeech training half as negatives", configs=("kws12.yaml",)),
-    "unknown-all": Experiment("kws12 with every real other word of the training speakers (unknown_share 1.0)",
-                              ("--data.unknown_share=1.0",), configs=("kws12.yaml",)),
+    "causal": Experiment(
+        "long with the streaming (causal) MatchboxNet, trained after another clip",
+        ("--trainer.max_epochs=30", "--model.model.causal=true"),
+    ),
+    "causal-alone": Experiment(
+        "causal, each training clip alone (after zero padding)",
+        ("--trainer.max_epochs=30", "--model.model.causal=true", "--model.stream_context=false"),
+    ),
+    "no-negatives": Experiment(
+        "the bundled model's recipe until negatives: configs/kws12.yaml without them (base + unknown-30 + speed)",
+        ("--data.negatives=null",),
+        configs=("kws12.yaml",),
+    ),
+    "negatives-tts": Experiment(
+        "no-negatives + TTS running speech and sounds as negatives (--speech)",
+        ("--data.negatives=[{speech}]",),
+        configs=("kws12.yaml",),
+    ),
+    "kws12": Experiment(
+        "the bundled model's recipe, configs/kws12.yaml: no-negatives + TTS running speech and the "
+        "real running speech of the LibriSpeech training half as negatives",
+        configs=("kws12.yaml",),
+    ),
+    "unknown-all": Experiment(
+        "kws12 with every real other word of the training speakers (unknown_share 1.0)",
+        ("--data.unknown_share=1.0",),
+        configs=("kws12.yaml",),
+    ),
+    "snr-noise": Experiment(
+        "unknown-all with the TTS corpus's background noise mixed at 0-20 dB SNR (instead of gains 0-0.1)",
+        ("--data.unknown_share=1.0", "--data.augment.noise_snr_db=[0, 20]"),
+        configs=("kws12.yaml",),
+    ),
+    "embedding": Experiment(
+        "the quickstart's frozen speech embedding under a small classifier (configs/quickstart.yaml) "
+        "on kws12's data and negatives, 8 epochs",
+        (
+            "--trainer.max_epochs=8",
+            "--data.batch_size=64",
+            "--data.negatives=[{speech}, runs/benchmark/librispeech-train]",
+        ),
+        configs=("kws12.yaml", "quickstart.yaml"),
+    ),  # fmt: skip
     "tcresnet14-1.5": Experiment(
-        "base with TC-ResNet14-1.5", ("--model.model.name=tcresnet", "--model.model.size=14-1.5",
-                                      "--model.features.n_mels=40", "--model.features.n_mfcc=40")),  # fmt: skip
+        "base with TC-ResNet14-1.5",
+        (
+            "--model.model.name=tcresnet",
+            "--model.model.size=14-1.5",
+            "--model.features.n_mels=40",
+            "--model.features.n_mfcc=40",
+        ),
+    ),  # fmt: skip
     "curve-25": Experiment("TTS + 25 real training speakers", speakers=25),
     "curve-100": Experiment("TTS + 100 real training speakers", speakers=100),
     "curve-400": Experiment("TTS + 400 real training speakers", speakers=400),
@@ -260,8 +297,10 @@ def plot_curve(results: dict[str, dict[str, dict]], real_train: Path, real_test:
     import matplotlib.pyplot as plt
 
     total = len({c.speaker for c in scan(real_train).clips})
-    points = sorted((min(EXPERIMENTS[n].speakers, total), r["None"]["accuracy"] * 100)
-                    for n, r in results.items() if EXPERIMENTS.get(n, Experiment("")).speakers is not None and "None" in r)  # fmt: skip
+    curve = {
+        n: r for n, r in results.items() if EXPERIMENTS.get(n, Experiment("")).speakers is not None and "None" in r
+    }
+    points = sorted((min(EXPERIMENTS[n].speakers, total), r["None"]["accuracy"] * 100) for n, r in curve.items())
     if len(points) < 2:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -270,8 +309,15 @@ def plot_curve(results: dict[str, dict[str, dict]], real_train: Path, real_test:
     if results.get("kws12"):  # the bundled recipe: the training speakers plus 4/5 of the test folder's, every word
         acc = [r["accuracy"] * 100 for r in results["kws12"].values()]
         speakers = total + round(len({c.speaker for c in scan(real_test).clips if c.word != SILENCE}) * 0.8)
-        ax.errorbar([speakers], [statistics.mean(acc)], yerr=[statistics.stdev(acc)] if len(acc) > 1 else None,
-                    fmt="s", color="C3", capsize=4, label="final recipe: + 104 speakers of every word (5-fold CV)")
+        ax.errorbar(
+            [speakers],
+            [statistics.mean(acc)],
+            yerr=[statistics.stdev(acc)] if len(acc) > 1 else None,
+            fmt="s",
+            color="C3",
+            capsize=4,
+            label="final recipe: + 104 speakers of every word (5-fold CV)",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("real training speakers (0 plotted at 5)")
     ax.set_ylabel("accuracy on unseen real speakers (%)")
@@ -296,14 +342,24 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=FOLDS, help=f"number of folds (default: {FOLDS})")
     parser.add_argument("--only-folds", help="comma-separated folds to run (default: all)")
     parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs per job (default: {EPOCHS})")
-    parser.add_argument("--batches", type=int, default=BATCHES,
-                        help=f"batches of 64 clips per epoch (default: {BATCHES})")
+    parser.add_argument(
+        "--batches", type=int, default=BATCHES, help=f"batches of 64 clips per epoch (default: {BATCHES})"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="trainings run side by side (default: 1)")
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) // 2),
-                        help="threads per training (default: half the cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 1) // 2),
+        help="threads per training (default: half the cores)",
+    )
     parser.add_argument("--plot", help="write the learning curve of the curve-* experiments to this PNG")
-    parser.add_argument("--threshold", type=float, default=THRESHOLD, choices=THRESHOLDS,
-                        help=f"detector threshold of the table's stream figures (default: {THRESHOLD:g})")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=THRESHOLD,
+        choices=THRESHOLDS,
+        help=f"detector threshold of the table's stream figures (default: {THRESHOLD:g})",
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.experiments.split(",") if n.strip()]
     unknown = [n for n in names if n not in EXPERIMENTS]

@@ -52,8 +52,13 @@ def main() -> None:
     parser.add_argument("--ckpt", required=True, help="checkpoint written by kws fit")
     parser.add_argument("--corpus", required=True, help="corpus made by kws synth (its list files give the split)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="voices to score (default: test, held out)")
-    parser.add_argument("--snr-db", type=float, nargs="+", default=SNRS_DB,
-                        help=f"speech-to-noise ratios to mix the noise at (default: {' '.join(map(str, SNRS_DB))})")
+    parser.add_argument(
+        "--snr-db",
+        type=float,
+        nargs="+",
+        default=SNRS_DB,
+        help=f"speech-to-noise ratios to mix the noise at (default: {' '.join(map(str, SNRS_DB))})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the noise stretches (default: 0)")
     args = parser.parse_args()
 
@@ -85,8 +90,10 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     print("\n| noise mixed in | accuracy | taken for _unknown_ |\n| --- | --- | --- |")
     unknown = labels.index(UNKNOWN) if UNKNOWN in labels else -1  # a task without it: nothing is taken for it
-    for name, pred in [("none", clean), *((f"{snr:g} dB", predict(model, with_noise(audio, noise, snr, rng)))
-                                          for snr in args.snr_db)]:
+    for name, pred in [
+        ("none", clean),
+        *((f"{snr:g} dB", predict(model, with_noise(audio, noise, snr, rng))) for snr in args.snr_db),
+    ]:
         print(f"| {name} | {np.mean(pred == truth):.1%} | {np.mean(pred == unknown):.1%} |")
 
 

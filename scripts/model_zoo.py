@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sim_to_real import REAL_SPLIT, accuracy, train
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.audio import CLIP_SAMPLES
+from pipeline.console import run_script
 from pipeline.model import load_model
 from pipeline.streaming import Classifier, window_probs
-from pipeline.console import run_script
-from sim_to_real import REAL_SPLIT, accuracy, train
 
 MFCC_40 = ["--model.features.n_mels=40", "--model.features.n_mfcc=40"]  # BC-ResNet's, TC-ResNet's and DS-CNN's
 MFCC_64 = ["--model.features.n_mels=64", "--model.features.n_mfcc=64"]  # MatchboxNet's
@@ -82,8 +82,10 @@ def main() -> None:
         ckpt = train(f"zoo-{name}", f"--data.root=[{args.synth}, {args.real}]", *MODELS[name], *extra, config="real_12")
         acc, clips = accuracy(ckpt, *held_out)
         rows.append((name, acc, clips, *size_and_speed(ckpt)))
-    print("\n| model | held-out real speakers | clips | parameters | MACs / window | ms / window (torch) "
-          "| ms / window (ONNX) |\n| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| model | held-out real speakers | clips | parameters | MACs / window | ms / window (torch) "
+        "| ms / window (ONNX) |\n| --- | --- | --- | --- | --- | --- | --- |"
+    )
     for name, acc, clips, params, macs, eager, onnx in rows:
         print(f"| {name} | {acc:.1%} | {clips} | {params:,} | {macs / 1e6:.1f} M | {eager:.2f} | {onnx:.2f} |")
 

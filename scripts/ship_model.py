@@ -43,8 +43,11 @@ def main() -> None:
     parser.add_argument("--experiment", required=True, help="the crossval.py experiment that measured this recipe")
     parser.add_argument("--about", required=True, help="one line: task and architecture")
     parser.add_argument("--recipe", required=True, help="the command that trains the checkpoint")
-    parser.add_argument("--figures", required=True,
-                        help="scripts/stream_benchmark.py --summary of this recipe's fold models (entry --name)")
+    parser.add_argument(
+        "--figures",
+        required=True,
+        help="scripts/stream_benchmark.py --summary of this recipe's fold models (entry --name)",
+    )
     parser.add_argument("--default", action="store_true", help="make it the model used when no --ckpt is given")
     args = parser.parse_args()
     path = REPO / "runs" / "crossval" / "results.json"

@@ -29,7 +29,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.spotter import load_checkpoint
 from pipeline.audio import read_audio
 from pipeline.benchmark import (
     ISOLATED,
@@ -39,19 +38,20 @@ from pipeline.benchmark import (
     TTS_SPEECH,
     BenchStream,
     build_dev,
+    build_streams,
     clip_agreement,
     model_key,
-    build_streams,
     pooled,
     run_benchmark,
 )
 from pipeline.bundled import resolve_model
 from pipeline.console import run_script
+from pipeline.data.streams import read_truth, truth_path
+from pipeline.decision import Settings
 from pipeline.errors import KWSError
 from pipeline.files import write_text
 from pipeline.onnx_model import OnnxModel
-from pipeline.data.streams import read_truth, truth_path
-from pipeline.decision import Settings
+from pipeline.spotter import load_checkpoint
 from pipeline.stream_eval import DET_THRESHOLDS, TUNE_PATIENCE, DetPoint, StreamStats, plot_det, tune
 from pipeline.streaming import operating_point, settings_for
 
@@ -140,8 +140,13 @@ def table(name: str, total: dict[str, list[StreamStats]], own: dict[str, StreamS
         fa = [f"{pooled({n: [x] for n, x in at.items()}, streams, k)[0].false_accepts_per_hour:.1f}" for k in kinds]
         lines.append(f"| {label} | " + " | ".join(found + fa) + " |")
     negatives = {k: pooled(total, streams, k) for k in kinds}
-    lines.append("\n(" + ", ".join(f"{k}: {per[0].seconds / 60:.0f} min" for k, per in negatives.items())
-                 + "; command words: " + ", ".join(f"{p} {total[p][0].ground_truth}" for p in positives) + ")")
+    lines.append(
+        "\n("
+        + ", ".join(f"{k}: {per[0].seconds / 60:.0f} min" for k, per in negatives.items())
+        + "; command words: "
+        + ", ".join(f"{p} {total[p][0].ground_truth}" for p in positives)
+        + ")"
+    )
     return "\n".join(lines)
 
 
@@ -155,9 +160,11 @@ def card_figures(
     def figures(at: dict[str, StreamStats]) -> dict:
         isolated = pooled({n: [x] for n, x in at.items()}, streams, ISOLATED)
         running = pooled({n: [x] for n, x in at.items()}, streams, RUNNING)
-        return {"commands_found": at[TARGET].correct / at[TARGET].ground_truth if TARGET in at else None,
-                "false_accepts_per_hour": isolated[0].false_accepts_per_hour if isolated else None,
-                "running_speech_false_accepts_per_hour": running[0].false_accepts_per_hour if running else None}
+        return {
+            "commands_found": at[TARGET].correct / at[TARGET].ground_truth if TARGET in at else None,
+            "false_accepts_per_hour": isolated[0].false_accepts_per_hour if isolated else None,
+            "running_speech_false_accepts_per_hour": running[0].false_accepts_per_hour if running else None,
+        }
 
     rows = [{"threshold": t, **figures({n: stats[i] for n, stats in total.items()})} for i, t in enumerate(thresholds)]
     return {"model": path, "folds": folds, "settings": settings.to_dict(), "det": rows, **figures(own)}
@@ -212,8 +219,10 @@ def main() -> int:
         print(table(name, total, own, streams, swept))
         if args.clips and len(folds) == 1:
             named, alone, labelled, count = clip_agreement(load(path)[0], settings, Path(args.clips))
-            print(f"\n{args.clips}: of {count} command clips, kws transcribe names {named:.1%} exactly at the "
-                  f"operating point ({alone:.1%} without the clip rule); kws predict labels {labelled:.1%} right")
+            print(
+                f"\n{args.clips}: of {count} command clips, kws transcribe names {named:.1%} exactly at the "
+                f"operating point ({alone:.1%} without the clip rule); kws predict labels {labelled:.1%} right"
+            )
         summary[name] = card_figures(path, len(folds), settings, total, own, streams, swept)
         target = next((s.name for s in streams if s.name == TARGET), None)
         for kind in curves:
@@ -221,8 +230,9 @@ def main() -> int:
             if target and negatives:
                 curves[kind][name] = [DetPoint(replace(settings, threshold=t), {target: total[target][i]},
                                                {kind: negatives[i]}) for i, t in enumerate(swept)]  # fmt: skip
-                marks[kind][name] = DetPoint(settings, {target: own[target]},
-                                             {kind: pooled({n: [x] for n, x in own.items()}, streams, kind)[0]})
+                marks[kind][name] = DetPoint(
+                    settings, {target: own[target]}, {kind: pooled({n: [x] for n, x in own.items()}, streams, kind)[0]}
+                )
     if args.summary:
         write_text(args.summary, json.dumps(summary, indent=1) + "\n")
         print(f"wrote {args.summary}")

@@ -36,6 +36,17 @@ def test_noise_mixing_probability_and_volume() -> None:
     assert torch.all(out == level[:, None])  # a constant noise gives a constant offset per clip
 
 
+def test_noise_at_a_signal_to_noise_ratio_follows_the_clip_level() -> None:
+    torch.manual_seed(0)
+    noise = torch.randn(48000)
+    config = AugmentConfig(time_shift_ms=0, noise_prob=1.0, noise_snr_db=(5.0, 15.0))
+    clips = torch.sin(torch.arange(16000) / 5.0).repeat(300, 1) * torch.logspace(-2.5, -0.5, 300)[:, None]
+    added = WaveAugment(config, noise)(clips) - clips
+    snr = 10 * torch.log10(clips.square().mean(1) / added.square().mean(1))
+    assert snr.min() >= 5.0 - 1e-3 and snr.max() <= 15.0 + 1e-3 and snr.std() > 2  # drawn over the whole range
+    assert torch.corrcoef(torch.stack([clips.std(1), added.std(1)]))[0, 1] > 0.8  # louder clips, louder noise
+
+
 def test_spec_augment_only_in_training() -> None:
     torch.manual_seed(0)
     spec = SpecAugment(SpecAugmentConfig(time_masks=2, time_width=20, freq_masks=2, freq_width=7))

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import one_thread
+
 from pipeline import Spotter, bundled
+from pipeline.arguments import detector_from_args
 from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, save_audio
 from pipeline.cli import main
 from pipeline.data import synth
@@ -19,7 +20,6 @@ from pipeline.data.speech_commands import TWELVE_WORDS, make_task
 from pipeline.errors import KWSError
 from pipeline.model import load_model
 from pipeline.onnx_model import OnnxModel
-from pipeline.arguments import detector_from_args
 from pipeline.transcribe import build_parser
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_archive
+
 from pipeline.cli import TOOLS, TRAINING, main
-from pipeline.module import KWSModule
 from pipeline.model import load_model
+from pipeline.module import KWSModule
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "configs" / "tts_mfcc.yaml")  # an MFCC recipe: the mechanics, fast
@@ -173,6 +173,10 @@ def test_a_run_that_failed_before_its_first_checkpoint_can_be_started_again(
     monkeypatch.chdir(tmp_path)
     assert _fit(tone_corpus, "--run=retry", "--model.model.name=tcresnet", "--model.model.size=s") == 2
     assert "model.size of tcresnet" in capsys.readouterr().err
-    assert _fit(tone_corpus, "--run=retry", "--model.model.name=tcresnet", "--model.model.size=8",
-                "--trainer.max_epochs=1") == 0
+    assert (
+        _fit(
+            tone_corpus, "--run=retry", "--model.model.name=tcresnet", "--model.model.size=8", "--trainer.max_epochs=1"
+        )
+        == 0
+    )
     assert (tmp_path / "runs" / "retry" / "checkpoints" / "last.ckpt").is_file()

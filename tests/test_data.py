@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import make_archive, make_corpus, tone_word
+
 from pipeline.audio import CLIP_SAMPLES, load_clip
 from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, make_task, scan, speaker_of, which_set
@@ -17,7 +17,9 @@ from pipeline.errors import DataError
 
 
 def _dm(root: Path | list[Path], **kwargs) -> SpeechCommandsDataModule:
-    dm = SpeechCommandsDataModule(root=[str(r) for r in root] if isinstance(root, list) else str(root), cache_dir=None, **kwargs)
+    dm = SpeechCommandsDataModule(
+        root=[str(r) for r in root] if isinstance(root, list) else str(root), cache_dir=None, **kwargs
+    )
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -56,7 +58,9 @@ def test_hash_split_without_lists(tmp_path: Path) -> None:
     # split: hash ignores the list files of a corpus that has them
     listed = make_corpus(tmp_path / "l", ["yes"], speakers=30, clips_per_speaker=1)
     hashed = _dm(listed, split="hash")
-    assert _speakers(hashed, "validation") == {f"spk{s:03d}" for s in range(30) if which_set(f"spk{s:03d}") == "validation"}
+    assert _speakers(hashed, "validation") == {
+        f"spk{s:03d}" for s in range(30) if which_set(f"spk{s:03d}") == "validation"
+    }
 
 
 def test_twelve_class_mapping(tone_corpus: Path) -> None:

@@ -32,8 +32,14 @@ def test_bulk_steps_decide_as_single_steps(seed: int) -> None:
     rng = np.random.default_rng(seed)
     threshold = float(rng.choice([0.3, 0.5, 0.8]))
     hold = [None, 0.0, 30.0][seed % 3]
-    settings = Settings(threshold, 10.0, 10.0 * int(rng.choice([1, 2, 5])), float(rng.choice([0, 50, 300])), hold,
-                        patience=int(rng.choice([1, 2, 4])))
+    settings = Settings(
+        threshold,
+        10.0,
+        10.0 * int(rng.choice([1, 2, 5])),
+        float(rng.choice([0, 50, 300])),
+        hold,
+        patience=int(rng.choice([1, 2, 4])),
+    )
     probs = _bursts(rng, int(rng.integers(1, 500)), threshold)
     one, bulk = Decider(LABELS, settings, WINDOWING), Decider(LABELS, settings, WINDOWING)
     expected = [d for i, row in enumerate(probs) for d in one.step(i, row)] + one.finish()
@@ -74,8 +80,13 @@ def test_a_clip_is_decided_as_it_is_classified() -> None:
 
 def test_settings_carry_their_operating_point() -> None:
     s = Settings(0.7, 100.0, 300.0, 500.0, hold_ms=0.0, patience=2)
-    assert s.to_dict() == {"threshold": 0.7, "stride_ms": 100.0, "smooth_ms": 300.0, "suppression_ms": 500.0,
-                           "patience": 2}  # the hold time is the door's
+    assert s.to_dict() == {
+        "threshold": 0.7,
+        "stride_ms": 100.0,
+        "smooth_ms": 300.0,
+        "suppression_ms": 500.0,
+        "patience": 2,
+    }  # the hold time is the door's
     assert Settings(**s.to_dict()) == Settings(0.7, 100.0, 300.0, 500.0, patience=2)
     with pytest.raises(KWSError, match="patience"):
         Settings(patience=0)

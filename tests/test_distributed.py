@@ -10,9 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from probes import fingerprint
 
 from pipeline.data.datamodule import SpeechCommandsDataModule
-from probes import fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 RANKS, EPOCHS = 2, 2
@@ -25,7 +25,8 @@ NO_WAVE_AUGMENT = ["--data.augment.time_shift_ms=0", "--data.augment.noise_prob=
 def test_ddp_two_processes_see_each_training_clip_once_per_epoch(tone_corpus: Path, tmp_path: Path) -> None:
     probe = tmp_path / "probe.yaml"
     probe.write_text(
-        f"trainer:\n  callbacks:\n    - class_path: probes.RecordClips\n      init_args: {{out_dir: {tmp_path / 'seen'}}}\n"
+        "trainer:\n  callbacks:\n    - class_path: probes.RecordClips\n"
+        f"      init_args: {{out_dir: {tmp_path / 'seen'}}}\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}  # fmt: skip

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from rich.console import Console
 from conftest import TONE_DETECTOR, WORDS, one_thread, word_sequence
+from rich.console import Console
 
 from pipeline.audio import SAMPLE_RATE, resample
 from pipeline.cli import main as kws
-from pipeline.live import HOLD_MS, SILENCE_DB, AudioTap, LiveView, Session, build_parser, dbfs, main, run_demo
 from pipeline.data.streams import make_stream
+from pipeline.live import HOLD_MS, SILENCE_DB, AudioTap, LiveView, Session, build_parser, dbfs, main, run_demo
 from pipeline.model import load_model
 from pipeline.streaming import Detector
 
@@ -53,7 +53,9 @@ def _args(*argv: str):
 def test_file_path_gives_the_detections_of_transcribe(trained: Path, stream_file: Path,
                                                       capsys: pytest.CaptureFixture) -> None:  # fmt: skip
     # the live default decides early (HOLD_MS); kws transcribe gives the same words with the same flag
-    assert kws(["transcribe", str(stream_file), "--ckpt", str(trained), "--format", "jsonl", f"--hold-ms={HOLD_MS}"]) == 0
+    assert (
+        kws(["transcribe", str(stream_file), "--ckpt", str(trained), "--format", "jsonl", f"--hold-ms={HOLD_MS}"]) == 0
+    )
     expected = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     summary = run_demo(_args("--ckpt", str(trained), "--input-file", str(stream_file)), Console(file=io.StringIO()))
     assert len(expected) >= 4
@@ -134,8 +136,10 @@ def _bad_checkpoint(tmp_path: Path) -> str:
     [
         (lambda t, ck, wav: ["--ckpt", _bad_checkpoint(t), "--input-file", wav], ["bad.ckpt"]),
         (lambda t, ck, wav: ["--ckpt", ck, "--input-file", str(t / "missing.wav")], ["missing.wav: no such file"]),
-        (lambda t, ck, wav: ["--ckpt", ck, "--device", "no such device"],
-         ["no usable input device 'no such device'", "PortAudio is not installed"]),
+        (
+            lambda t, ck, wav: ["--ckpt", ck, "--device", "no such device"],
+            ["no usable input device 'no such device'", "PortAudio is not installed"],
+        ),
         (lambda t, ck, wav: ["--ckpt", ck, "--realtime"], ["--realtime applies to --input-file only"]),
     ],
     ids=["bad-checkpoint", "missing-input-file", "no-such-device", "realtime-without-file"],

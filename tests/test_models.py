@@ -8,8 +8,8 @@ import torch
 
 from pipeline.augment import SpecAugmentConfig
 from pipeline.features import FeatureConfig
-from pipeline.models import ModelConfig, build_model
 from pipeline.model import KWSModel
+from pipeline.models import ModelConfig, build_model
 from pipeline.module import KWSModule
 
 # (model, classes, feature rows per frame, parameters the paper reports)
@@ -112,7 +112,6 @@ def test_sub_spectral_norm_inference_form_matches_batch_norm() -> None:
     x = torch.randn(2, 4, 20, 30)
     reference = ssn.bn(x.reshape(2, 20, 4, 30)).reshape(2, 4, 20, 30)
     torch.testing.assert_close(ssn(x), reference, atol=1e-5, rtol=1e-5)
-
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a training step outside a Trainer

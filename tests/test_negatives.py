@@ -138,8 +138,9 @@ def test_mining_keeps_what_fires_and_a_model_trained_on_it_fires_less(
     assert kws(["mine", "--ckpt", str(trained), "--negatives", str(negatives), "--out", str(mined), "--floor",
                 str(floor)]) == 0  # fmt: skip
     assert {c: c.stat().st_mtime_ns for c in clips} == stamps
-    assert kws(["mine", "--ckpt", str(trained), "--negatives", str(negatives), "--out", str(mined), "--floor",
-                "0.5"]) == 2  # the same round with another floor: refused
+    assert (
+        kws(["mine", "--ckpt", str(trained), "--negatives", str(negatives), "--out", str(mined), "--floor", "0.5"]) == 2
+    )  # the same round with another floor: refused
     # round 2: the same recipe with the mined windows as negatives fires less on them, and round 2 keeps fewer
     second = _fit(tone_corpus, mined, tmp_path / "round2.ckpt")
     after = _word_scores(second, clips)

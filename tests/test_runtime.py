@@ -68,8 +68,8 @@ def test_the_runtime_transcribes_without_torch(exported: Path, trained: Path, tm
     assert light.returncode == 0, light.stderr
     words = [json.loads(line)["word"] for line in light.stdout.splitlines()]
     assert words == ["yes", "no", "up"]
-    full = subprocess.run([sys.executable, "-m", "pipeline", "transcribe", str(wav), "--ckpt", str(trained),
-                           "--runtime", "torch", "--format", "jsonl", *flags], capture_output=True, text=True)  # fmt: skip
+    command = [sys.executable, "-m", "pipeline", "transcribe", str(wav), "--ckpt", str(trained), "--runtime", "torch"]
+    full = subprocess.run([*command, "--format", "jsonl", *flags], capture_output=True, text=True)
     assert [json.loads(line)["word"] for line in full.stdout.splitlines()] == words  # the PyTorch path agrees
     predicted = kws_without_torch("predict", str(wav), "--model", str(exported), "--format", "json")
     assert predicted.returncode == 0, predicted.stderr

@@ -13,8 +13,9 @@ import onnxruntime as ort
 import pytest
 import soundfile as sf
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
 from conftest import WORDS, word_sequence
+from numpy.lib.stride_tricks import sliding_window_view
+from test_streaming import assert_streams_as_offline
 
 from pipeline.audio import SAMPLE_RATE, save_audio
 from pipeline.cli import main
@@ -22,12 +23,18 @@ from pipeline.data.speech_commands import SILENCE, UNKNOWN
 from pipeline.errors import KWSError
 from pipeline.features import FeatureConfig, FrontEnd
 from pipeline.model import KWSModel, load_model
-from pipeline.models import ModelConfig
-from pipeline.models import speech_embedding
-from pipeline.models.speech_embedding import (EMBEDDING_DIM, EMBEDDING_STRIDE, FEATURES, INT16_DB, OFFSET, SCALE,
-                                              WINDOW_FRAMES, EmbeddingNetwork)  # fmt: skip
+from pipeline.models import ModelConfig, speech_embedding
+from pipeline.models.speech_embedding import (
+    EMBEDDING_DIM,
+    EMBEDDING_STRIDE,
+    FEATURES,
+    INT16_DB,
+    OFFSET,
+    SCALE,
+    WINDOW_FRAMES,  # fmt: skip
+    EmbeddingNetwork,
+)
 from pipeline.module import KWSModule
-from test_streaming import assert_streams_as_offline
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_DIR = "openwakeword/resources/models"

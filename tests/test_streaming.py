@@ -15,20 +15,20 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
-from numpy.lib.stride_tricks import sliding_window_view
 from conftest import TONE_DETECTOR, WORDS, one_thread, word_sequence
+from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline.audio import SAMPLE_RATE, StreamResampler, load_clip, read_audio, resample, save_audio
 from pipeline.cli import main as kws
 from pipeline.data.speech_commands import SILENCE, UNKNOWN
-from pipeline.module import KWSModule
 from pipeline.data.streams import make_stream, read_truth
-from pipeline.stream_eval import TUNE_SHOWN, score_stream, vocabulary
 from pipeline.decision import Settings
 from pipeline.features import FeatureConfig
-from pipeline.models import ModelConfig
 from pipeline.model import KWSModel, load_model
+from pipeline.models import ModelConfig
+from pipeline.module import KWSModule
 from pipeline.onnx_model import OnnxModel
+from pipeline.stream_eval import TUNE_SHOWN, score_stream, vocabulary
 from pipeline.streaming import Detector, offline_detect, offline_scores, window_probs
 
 CHUNKS = (1, 160, 1234, 16000, None)  # None: the whole signal in one push
@@ -241,7 +241,22 @@ def test_transcribe_formats(trained: Path, audio_dir: Path, tmp_path: Path, caps
     assert text.startswith(wav) and re.search(r"\d+\.\d\d - +\d+\.\d\d s +(yes|no|up|down) +0\.\d\d", text)
 
     out = tmp_path / "out.json"
-    assert kws(["transcribe", str(audio_dir), "--ckpt", str(trained), *TONE_FLAGS, "--format", "json", "--output", str(out)]) == 0
+    assert (
+        kws(
+            [
+                "transcribe",
+                str(audio_dir),
+                "--ckpt",
+                str(trained),
+                *TONE_FLAGS,
+                "--format",
+                "json",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert {Path(f["file"]).name for f in data} == {"words.wav", "short.wav", "stereo44k.flac"}
     assert all({"word", "start", "end", "score"} <= set(w) for f in data for w in f["words"])
@@ -266,7 +281,10 @@ def test_transcribe_stdin_and_glob(trained: Path, audio_dir: Path, monkeypatch: 
                                    capsys: pytest.CaptureFixture) -> None:  # fmt: skip
     with open(audio_dir / "words.wav", "rb") as f:
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(f))
-        assert kws(["transcribe", "-", "--ckpt", str(trained), *TONE_FLAGS, "--format", "jsonl", "--chunk-samples", "777"]) == 0
+        assert (
+            kws(["transcribe", "-", "--ckpt", str(trained), *TONE_FLAGS, "--format", "jsonl", "--chunk-samples", "777"])
+            == 0
+        )
     piped = [json.loads(line)["word"] for line in capsys.readouterr().out.splitlines()]
     assert kws(["transcribe", str(audio_dir / "w*.wav"), "--ckpt", str(trained), *TONE_FLAGS, "--format", "jsonl"]) == 0
     assert [json.loads(line)["word"] for line in capsys.readouterr().out.splitlines()] == piped
@@ -353,7 +371,9 @@ def test_make_and_evaluate_stream(trained: Path, model: OnnxModel, tone_corpus: 
     found = offline_detect(model, audio, SAMPLE_RATE, settings)
     stats = score_stream(found, truth, vocabulary(model), audio.shape[0] / SAMPLE_RATE, 0.5)
     assert stats.percent(stats.correct) > 50  # the tone model hears most of its words
-    row = " ".join(f"{stats.percent(n):.1f}%" for n in (stats.matched, stats.correct, stats.wrong, stats.false_positives))
+    row = " ".join(
+        f"{stats.percent(n):.1f}%" for n in (stats.matched, stats.correct, stats.wrong, stats.false_positives)
+    )
     assert f"{row} {stats.false_accepts_per_hour:.1f}" in report, report
     noise = [read_audio(f) for f in sorted(noise_dir.iterdir())]
     false_accepts = sum(len(offline_detect(model, n, SAMPLE_RATE, settings)) for n in noise)
@@ -383,7 +403,9 @@ def test_predict_classifies_clips_as_the_model_does(trained: Path, model: OnnxMo
     save_audio(long, word_sequence(["yes", "no"], seed=3))  # about 3 s: only its first second is classified
     (tmp_path / "broken.wav").write_text("not audio")
     out = tmp_path / "predictions.csv"
-    status = kws(["predict", *test_clips, str(long), str(tmp_path / "broken.wav"), "--ckpt", str(trained), "-o", str(out)])
+    status = kws(
+        ["predict", *test_clips, str(long), str(tmp_path / "broken.wav"), "--ckpt", str(trained), "-o", str(out)]
+    )
     err = capsys.readouterr().err
     assert status == 1 and "broken.wav: cannot read audio" in err and "1 file(s) are longer than 1 s" in err
     with open(out) as f:
@@ -400,15 +422,19 @@ def test_predict_classifies_clips_as_the_model_does(trained: Path, model: OnnxMo
     assert right >= 0.8 * len(test_clips), rows
     assert kws(["predict", test_clips[0], "--ckpt", str(trained), "--format", "json"]) == 0
     [item] = json.loads(capsys.readouterr().out)
-    assert item["file"] == test_clips[0] and item["label"] == rows[0]["label"] and set(item["scores"]) == set(model.labels)
+    assert (
+        item["file"] == test_clips[0] and item["label"] == rows[0]["label"] and set(item["scores"]) == set(model.labels)
+    )
 
 
 def test_tune_within_a_budget_saves_the_operating_point_every_door_uses(
     trained: Path, model: OnnxModel, tone_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from pipeline.live import build_parser as live_parser, run_demo
-    from pipeline.stream_eval import tune
     from rich.console import Console
+
+    from pipeline.live import build_parser as live_parser
+    from pipeline.live import run_demo
+    from pipeline.stream_eval import tune
 
     dev, test = tmp_path / "dev.wav", tmp_path / "test.wav"
     for out, seed in ((dev, 4), (test, 5)):
@@ -441,8 +467,10 @@ def test_tune_within_a_budget_saves_the_operating_point_every_door_uses(
         assert [(w["word"], w["start"], w["end"]) for w in words] == [(d.word, d.start, d.end) for d in expected]
         summary = run_demo(live_parser().parse_args([flag, str(path), "--input-file", str(test)]),
                            Console(file=io.StringIO()))  # fmt: skip
-        assert [d.word for d in summary.words] == [d.word for d in offline_detect(
-            saved, read_audio(test), SAMPLE_RATE, Settings(**best.to_dict(), hold_ms=0.0))]
+        assert [d.word for d in summary.words] == [
+            d.word
+            for d in offline_detect(saved, read_audio(test), SAMPLE_RATE, Settings(**best.to_dict(), hold_ms=0.0))
+        ]
     # a flag still wins over the model's own point
     capsys.readouterr()
     assert kws(["transcribe", str(test), "--ckpt", str(ckpt), "--threshold", "0.3", "--format", "jsonl"]) == 0

@@ -112,8 +112,9 @@ def test_deciding_early_with_a_streaming_model(exported: OnnxModel, tone_corpus:
     assert np.median(delays[0.0]) < np.median(delays[None]) - 0.1
 
 
-def test_transcribe_and_the_microphone_demo_run_it_every_10_ms(causal_ckpt: Path, export_path: Path,
-                                                                tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_transcribe_and_the_microphone_demo_run_it_every_10_ms(
+    causal_ckpt: Path, export_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """Both doors take a streaming checkpoint or export as is: the demo's callback path gives the words of
     ``kws transcribe`` with its default rule, at the streaming model's 10 ms step."""
     import io
@@ -130,4 +131,6 @@ def test_transcribe_and_the_microphone_demo_run_it_every_10_ms(causal_ckpt: Path
         args = build_parser().parse_args([*flags, "--threshold=0.5", "--input-file", str(path)])
         summary = run_demo(args, Console(file=io.StringIO()))
         assert [r["word"] for r in expected] == SEQUENCE
-        assert [(d.word, d.start, d.end) for d in summary.words] == [(r["word"], r["start"], r["end"]) for r in expected]
+        assert [(d.word, d.start, d.end) for d in summary.words] == [
+            (r["word"], r["start"], r["end"]) for r in expected
+        ]

@@ -159,7 +159,9 @@ def test_each_clip_draws_a_style(tmp_path: Path, capsys: pytest.CaptureFixture):
 def test_pitch_spread_zero_keeps_each_voice_at_its_own_pitch(tmp_path: Path, capsys: pytest.CaptureFixture):
     f0s = {}
     for spread in (0.0, 1.0):
-        out = synth.synthesize(["seven"], tmp_path / str(spread), 6, voices=["espeak-en-us"], jobs=1, pitch_spread=spread)
+        out = synth.synthesize(
+            ["seven"], tmp_path / str(spread), 6, voices=["espeak-en-us"], jobs=1, pitch_spread=spread
+        )
         f0s[spread] = [_f0(sf.read(path)[0]) for path in sorted((out / "seven").glob("*.wav"))]
     assert max(f0s[0.0]) / min(f0s[0.0]) < 1.2 < 1.4 < max(f0s[1.0]) / min(f0s[1.0]), f0s
     status, err = _synth_cli(capsys, "--words", "seven", "--out", str(tmp_path / "new"), "--pitch-spread", "2")
@@ -309,8 +311,8 @@ LEARN_WORDS = ["yes", "stop", "up", "left"]  # chance: 25 %
 def test_a_short_training_run_generalises_to_held_out_voices(tmp_path: Path) -> None:
     """Train on the training voices of a small default-voice corpus; test on the held-out voice families."""
     import lightning as L
-
     from conftest import one_thread
+
     from pipeline.data.datamodule import SpeechCommandsDataModule
     from pipeline.module import KWSModule
 

@@ -151,6 +151,8 @@ def decode_long(
         with atomic_path(target) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, audio)
-        write_text(target.with_suffix(".json"),
-                   json.dumps({"starts": starts.tolist(), "lengths": lengths_arr.tolist(), "errors": errors}))
+        write_text(
+            target.with_suffix(".json"),
+            json.dumps({"starts": starts.tolist(), "lengths": lengths_arr.tolist(), "errors": errors}),
+        )
     return LongStore(audio, starts, lengths_arr, errors)

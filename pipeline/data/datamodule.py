@@ -18,9 +18,9 @@ from pipeline.augment import AugmentConfig, WaveAugment
 from pipeline.console import warn
 from pipeline.data.cache import LongStore, decode_files, decode_long
 from pipeline.data.download import download_and_extract
-from pipeline.errors import AudioError, DataError
 from pipeline.data.negatives import file_split, negative_files
 from pipeline.data.speech_commands import SILENCE, SPLITS, UNKNOWN, Corpus, Task, audio_files, is_word, make_task, scan
+from pipeline.errors import AudioError, DataError
 
 SILENCE_STORE = -1  # store index of generated silence clips
 NEGATIVE_STORE = -2  # store index of windows cut from the negative audio
@@ -213,12 +213,19 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             download_and_extract(root, self.version)
         for root in self.negative_roots:
             if not root.is_dir():
-                raise DataError(f"data.negatives {root} is not a folder: make running speech there with 'kws "
-                                f"synth-speech --out {root}', or train without negatives (--data.negatives null)")
+                raise DataError(
+                    f"data.negatives {root} is not a folder: make running speech there with 'kws "
+                    f"synth-speech --out {root}', or train without negatives (--data.negatives null)"
+                )
         if self.cache_dir is not None:
             for root in self.roots:
-                decode_files([c.path for c in scan(root).clips], self.cache_dir, self.sample_rate, self.clip_samples,
-                             description=f"caching {root}")
+                decode_files(
+                    [c.path for c in scan(root).clips],
+                    self.cache_dir,
+                    self.sample_rate,
+                    self.clip_samples,
+                    description=f"caching {root}",
+                )
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -229,8 +236,13 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         noise_files: list[Path] = []
         for index, root in enumerate(self.roots):
             corpus = scan(root)
-            store = decode_files([c.path for c in corpus.clips], self.cache_dir, self.sample_rate, self.clip_samples,
-                                 description=f"decoding {root}")
+            store = decode_files(
+                [c.path for c in corpus.clips],
+                self.cache_dir,
+                self.sample_rate,
+                self.clip_samples,
+                description=f"decoding {root}",
+            )
             if store.errors:
                 first = list(store.errors.values())[:MAX_REPORTED]
                 warn(f"skipped {len(store.errors)} unreadable audio file(s) in {root}: " + "; ".join(first))
@@ -240,8 +252,15 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         noise = self._load_noise(noise_files + (audio_files(self.noise_dir) if self.noise_dir else []))
         negatives = self._negatives(splits)
         self.datasets = {
-            name: KWSDataset(stores, np.array(s.items, dtype=np.int64).reshape(-1, 2), np.array(s.labels), noise, seed,
-                             self.clip_samples, negatives.get(name))  # fmt: skip
+            name: KWSDataset(
+                stores,
+                np.array(s.items, dtype=np.int64).reshape(-1, 2),
+                np.array(s.labels),
+                noise,
+                seed,
+                self.clip_samples,
+                negatives.get(name),
+            )  # fmt: skip
             for seed, (name, s) in enumerate(splits.items(), start=len(SPLITS) * self.seed)
         }
         self.item_weights = self._item_weights(splits["train"])
@@ -318,7 +337,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                 files[split].append(path)
                 groups[split].append(group)
         stores = {}
-        for offset, split in enumerate(SPLITS):
+        for split in SPLITS:
             if not files[split]:
                 continue
             store = decode_long(files[split], self.cache_dir, self.sample_rate, f"decoding {split} negatives")

@@ -103,7 +103,9 @@ def make_task(
     every = {"35": 2, "30": 1}
     if isinstance(task, str) and task in every:
         if every[task] != version:
-            raise DataError(f"task {task} is the every-word task of version {every[task]}, but data.version is {version}")
+            raise DataError(
+                f"task {task} is the every-word task of version {every[task]}, but data.version is {version}"
+            )
         words, default_share = WORDS[version], 0.0
     elif isinstance(task, str) and task == "12":
         words, default_share = TWELVE_WORDS, 0.1

@@ -207,12 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="stream WAV to write; the truth goes to the same name .csv")
     parser.add_argument("--minutes", type=float, default=MINUTES, help=f"stream length (default: {MINUTES:g})")
     level = parser.add_mutually_exclusive_group()
-    level.add_argument("--snr-db", type=float, default=SNR_DB,
-                       help=f"median word RMS over noise RMS in dB (default: {SNR_DB:g})")
+    level.add_argument(
+        "--snr-db", type=float, default=SNR_DB, help=f"median word RMS over noise RMS in dB (default: {SNR_DB:g})"
+    )
     level.add_argument("--noise-level", type=float, help="absolute noise RMS instead of --snr-db (e.g. 0.01)")
     parser.add_argument("--words", help="comma-separated words to use (default: every word of SOURCE)")
-    parser.add_argument("--split", choices=(*SPLITS, "all"), default="test",
-                        help="take clips of this split of SOURCE (default: test)")
+    parser.add_argument(
+        "--split", choices=(*SPLITS, "all"), default="test", help="take clips of this split of SOURCE (default: test)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     return parser
 

@@ -506,8 +506,14 @@ def render_voice(
     draws = {(w, n): _rng(seed, w, voice.id, n).uniform(size=7) for w in words for n in range(clips_per_voice)}
     low, high = RATE_OCTAVES
     items = [
-        Say(w, rate=2 ** (low + d[0] * (high - low)), pitch=pitch_spread * (2 * d[1] - 1), noise=d[4], noise_w=d[5],
-            style=styles[int(d[6] * len(styles))])
+        Say(
+            w,
+            rate=2 ** (low + d[0] * (high - low)),
+            pitch=pitch_spread * (2 * d[1] - 1),
+            noise=d[4],
+            noise_w=d[5],
+            style=styles[int(d[6] * len(styles))],
+        )
         for (w, _), d in draws.items()
     ]
     longest, written = int(MAX_SPEECH_SECONDS * SAMPLE_RATE), 0
@@ -708,23 +714,39 @@ def main(argv: list[str] | None = None) -> int:
         "corpus.",
     )
     add = parser.add_argument
-    add("--words", help=f"comma-separated words and presets: {', '.join(PRESETS)} (the gsc presets both render all "
+    add(
+        "--words",
+        help=f"comma-separated words and presets: {', '.join(PRESETS)} (the gsc presets both render all "
         f"35 words; other-words: {len(PRESETS['other-words'])} other English words for _unknown_; near-words: "
-        f"{len(PRESETS['near-words'])} near-homophones of the ten commands, such as yeah, cup, lift, goal)")
+        f"{len(PRESETS['near-words'])} near-homophones of the ten commands, such as yeah, cup, lift, goal)",
+    )
     add("--out", type=Path, help="output folder: new, empty, or an unfinished corpus to complete")
     add("--clips-per-voice", type=int, default=DEFAULT_CLIPS_PER_VOICE, help="clips per word and voice (default: 1)")
     add("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
     add("--jobs", type=int, default=os.cpu_count(), help="worker processes (default: %(default)s, the CPU count)")
-    add("--noise-dir", type=Path, help="folder of noise recordings for _background_noise_ instead of the generated "
-        "white, pink and brown noise (the generated babble of training voices stays)")
+    add(
+        "--noise-dir",
+        type=Path,
+        help="folder of noise recordings for _background_noise_ instead of the generated "
+        "white, pink and brown noise (the generated babble of training voices stays)",
+    )
     add("--voices", default="default", help="comma-separated globs over voice ids (see --list-voices), 'all', or "
         "'default' (the default): every accent and other engine's voice, each espeak-ng variant once")  # fmt: skip
-    add("--styles", default=",".join(DEFAULT_STYLES), help=f"comma-separated speaking styles that each clip draws "
+    add(
+        "--styles",
+        default=",".join(DEFAULT_STYLES),
+        help=f"comma-separated speaking styles that each clip draws "
         f"one of, from {', '.join(STYLES)}: the intonation of the word alone, asked, exclaimed or listed (espeak-ng "
-        "and piper voices; default: %(default)s)")
-    add("--pitch-spread", type=float, default=DEFAULT_PITCH_SPREAD, help="how far each clip's pitch is drawn from "
+        "and piper voices; default: %(default)s)",
+    )
+    add(
+        "--pitch-spread",
+        type=float,
+        default=DEFAULT_PITCH_SPREAD,
+        help="how far each clip's pitch is drawn from "
         "the voice's own, 0-1: 0 keeps it, 1 (the default) reaches +-50 %% on espeak-ng, x1.3 or /1.3 on flite and "
-        "festival's diphone voices, x1.15 or /1.15 by resampling on festival's HTS voice and piper")
+        "festival's diphone voices, x1.15 or /1.15 by resampling on festival's HTS voice and piper",
+    )
     add("--list-voices", action="store_true", help="list the installed voices with engine, split and default set")
     args = parser.parse_args(argv)
     if args.list_voices:
@@ -735,6 +757,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.words is None or args.out is None:
         parser.error("--words and --out are required")
-    synthesize(args.words, args.out, args.clips_per_voice, args.seed, args.jobs, args.voices.split(","), args.noise_dir,
-                args.styles.split(","), args.pitch_spread)
+    synthesize(
+        args.words,
+        args.out,
+        args.clips_per_voice,
+        args.seed,
+        args.jobs,
+        args.voices.split(","),
+        args.noise_dir,
+        args.styles.split(","),
+        args.pitch_spread,
+    )
     return 0

@@ -10,7 +10,6 @@ from torch import Tensor, nn
 
 from pipeline.errors import KWSError
 from pipeline.features import FeatureConfig
-
 from pipeline.models.bcresnet import BCResNet
 from pipeline.models.dscnn import DSCNN
 from pipeline.models.matchboxnet import MatchboxNet

@@ -37,8 +37,14 @@ class SubSpectralNorm(nn.Module):
 
 
 def _conv_norm(
-    cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1), groups: int = 1,
-    dilation: tuple[int, int] = (1, 1), norm: nn.Module | None = None, act: nn.Module | None = None,
+    cin: int,
+    cout: int,
+    kernel: tuple[int, int],
+    stride: tuple[int, int] = (1, 1),
+    groups: int = 1,
+    dilation: tuple[int, int] = (1, 1),
+    norm: nn.Module | None = None,
+    act: nn.Module | None = None,
 ) -> nn.Sequential:
     padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
     layers = [nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups, bias=False), norm or nn.BatchNorm2d(cout)]

@@ -22,7 +22,9 @@ class TCBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(*_conv_bn(cin, cout, KERNEL, stride), nn.ReLU(inplace=True), *_conv_bn(cout, cout, KERNEL))
+        self.body = nn.Sequential(
+            *_conv_bn(cin, cout, KERNEL, stride), nn.ReLU(inplace=True), *_conv_bn(cout, cout, KERNEL)
+        )
         self.shortcut = (
             nn.Sequential(*_conv_bn(cin, cout, 1, stride), nn.ReLU(inplace=True)) if stride != 1 or cin != cout
             else nn.Identity()
