@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 # flite's voices are the TTS corpus's test family: the bundled model never trained on them
 VOICES = [synth.Voice(synth.FLITE, name) for name in ("awb", "kal", "kal16", "rms", "slt")]
 MIN_RECOGNISED = 0.8  # of the ten command words said by each voice, one clip each
-MIN_FOUND = 0.35  # of those words in a stream, at the bundled model's own operating point (the card: 42 %)
+MIN_FOUND = 0.25  # of those words in a stream, at the model's own operating point (card: 34 % of real ones at 10 dB)
 
 
 def _centred(audio: np.ndarray) -> np.ndarray:
@@ -83,7 +83,7 @@ def test_transcribe_and_the_mic_demo_use_the_bundled_model_without_ckpt(
     found = [line.split(",")[1] for line in out.out.splitlines()[1:]]
     rest = iter(said)
     in_order = sum(any(w == s for s in rest) for w in found)  # found words that follow the spoken order
-    # at its own (conservative) operating point the engine finds about 40 % of real speakers' words (the card's)
+    # at its own (conservative) operating point the engine finds about a third of real speakers' words (the card's)
     assert in_order >= MIN_FOUND * len(said) and len(found) - in_order <= 2, found
     assert main(["live", "--input-file", str(stream)]) == 0
     out = capsys.readouterr()

@@ -35,6 +35,7 @@ CROSSVAL_FOLDERS = ["--synth", "none", "--real-train", ".", "--real-test", "."]
         ("stream_benchmark.py", ["--model", "x=missing.ckpt", "--speech", "."], "missing.ckpt does not exist"),
         ("stream_benchmark.py", ["--model", "nameless", "--speech", "."], "--model takes NAME=PATH"),
         ("stream_benchmark.py", ["--model", "x=missing.ckpt", "--real", "missing"], "is not a folder"),
+        ("word_peaks.py", ["--ckpt", "x.ckpt", "missing.wav"], "has no truth CSV beside it"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_one_line(script: str, args: list[str], message: str, tmp_path: Path) -> None:
