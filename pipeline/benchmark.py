@@ -45,6 +45,7 @@ WORDS_GAP_SECONDS = (0.05, 0.3)  # isolated words strung into running speech
 SPEECH_GAP_SECONDS = (0.3, 1.0)  # between passages of running speech
 LIBRISPEECH_SALT = "libri:"  # which_set(salt + speaker, 0, 50) == "test": the speakers measured on
 FOLD_SALT = "resplit:"  # the cross-validation folds of the official test archive's speakers (scripts/crossval.py)
+FOLDS = 5  # how many (scripts/crossval.py's default)
 DEMO_WORDS = (*TWELVE_WORDS, "bed", "cat", "happy", "marvin", "tree")  # TTS stream: two command words in three
 POSITIVE, ISOLATED, RUNNING, TTS_SPEECH, NOISE = "commands", "isolated words", "running speech", "TTS speech", "noise"
 

@@ -26,14 +26,11 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from crossval import FOLDS, SALT  # noqa: E402
-
-from pipeline.audio import CLIP_SAMPLES, read_audio  # noqa: E402
-from pipeline.console import run_script  # noqa: E402
-from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold  # noqa: E402
+from pipeline.audio import CLIP_SAMPLES, read_audio
+from pipeline.benchmark import FOLD_SALT as SALT
+from pipeline.benchmark import FOLDS
+from pipeline.console import run_script
+from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold
 
 
 def label_of(word: str) -> str:
