@@ -3,6 +3,15 @@
 The Python API is :class:`Spotter` (:mod:`pipeline.spotter`); the commands are ``kws --help``.
 """
 
-from pipeline.spotter import Spotter
+from __future__ import annotations
 
 __all__ = ["Spotter"]
+
+
+def __getattr__(name: str) -> type:
+    """``pipeline.Spotter``, imported on first use: ``import pipeline.<module>`` does not load the runtime."""
+    if name == "Spotter":
+        from pipeline.spotter import Spotter
+
+        return Spotter
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

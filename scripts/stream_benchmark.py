@@ -44,31 +44,25 @@ from pipeline.benchmark import (
     pooled,
     run_benchmark,
 )
-from pipeline.bundled import resolve_model
 from pipeline.console import run_script
 from pipeline.data.streams import read_truth, truth_path
 from pipeline.decision import Settings
 from pipeline.errors import KWSError
 from pipeline.files import write_text
-from pipeline.onnx_model import OnnxModel
-from pipeline.spotter import load_checkpoint
+from pipeline.spotter import open_model
 from pipeline.stream_eval import DET_THRESHOLDS, TUNE_PATIENCE, DetPoint, StreamStats, plot_det, tune
-from pipeline.streaming import operating_point, settings_for
+from pipeline.streaming import Classifier, operating_point, settings_for
 
 NEGATIVE_KINDS = (ISOLATED, RUNNING, TTS_SPEECH, NOISE)
 TARGET = "real commands 10 dB"  # the positive stream of the drawn curves
 DEV_SPEAKERS = "speech_commands_more_speakers"  # real speakers of no measured stream, for --dev-real
 
 
-def load(path: str):
-    """A model and the file it came from: an export, a checkpoint or a bundled model's name."""
-    if path.endswith(".onnx"):
-        return OnnxModel(path), path
-    file, card = resolve_model(path)
-    model = OnnxModel(card.export_path, name=card.name) if card else load_checkpoint(file, "onnx")
-    if card and not model.decision:
-        model.decision = {"threshold": card.threshold}
-    return model, str(card.export_path) if card else file
+def load(path: str) -> tuple[Classifier, str]:
+    """A model (an export, a checkpoint or a bundled model's name: :func:`~pipeline.spotter.open_model`) and the
+    file it runs from, which its figures are kept under."""
+    model, card = open_model(path)
+    return model, str(card.export_path) if card else path
 
 
 def score(args: argparse.Namespace, path: str, folds: list[int | None], thresholds: tuple[float, ...]):
