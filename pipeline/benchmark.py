@@ -21,6 +21,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -214,17 +215,22 @@ def pooled(figures: dict[str, list[StreamStats]], streams: list[BenchStream], ki
 
 def build_dev(
     out: Path, corpus: Path | None = None, speech: Path | None = None, librispeech: Path | None = None,
-    real: Path | None = None, noise: Path | None = None,
+    real: Sequence[Path] = (), noise: Path | None = None,
 ) -> tuple[Path, Path]:  # fmt: skip
     """Development audio to tune an operating point on, apart from every measured stream: a stream of commands
-    and other words, said by real speakers of ``real`` (a folder no measured speaker is in, such as
-    ``speech_commands_more_speakers``) over ``noise``, else by the TTS corpus's validation voices over its own noise;
+    and other words, said by the validation speakers of the folders ``real`` (Google layout, no measured speaker in
+    them: the speakers that ``FOLD_SALT``'s hash puts in the 10 % validation share, which no recipe trains on) over
+    ``noise``, else by the TTS corpus's validation voices over its own noise;
     and a folder of negatives (the validation voices' running speech of ``speech`` and the training half of the
     LibriSpeech speakers). Returns the stream and the negatives folder (``kws evaluate-stream STREAM --negatives
     FOLDER --tune``)."""
     dev = out / "dev"
-    if real is not None and noise is not None:
-        stream = _stream(dev / "real-commands.wav", real, noise, NOISY_DB, 6, split="all", minutes=MINUTES)
+    if real and noise is not None:
+        corpora = [scan(folder) for folder in real]
+        clips = {f"{c.path.parent.name}/{c.path.name}": c.path for corpus in corpora for c in corpus.clips
+                 if corpus.split_of(c, 10.0, 0.0, salt=FOLD_SALT) == "validation"}  # fmt: skip
+        source = _links(dev / "real-validation", clips)
+        stream = _stream(dev / "real-validation-commands.wav", source, noise, NOISY_DB, 6, split="all", minutes=MINUTES)
     elif corpus is not None:
         stream = _stream(dev / "commands.wav", corpus, None, NOISY_DB, 6, split="validation", words=DEMO_WORDS,
                          minutes=MINUTES)  # fmt: skip

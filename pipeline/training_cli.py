@@ -24,17 +24,19 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from pipeline.bundled import WEIGHTS_DIR, resolve_model
 from pipeline.console import console
 from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.errors import KWSError
 from pipeline.files import atomic_path
-from pipeline.model import read_checkpoint
+from pipeline.model import INFERENCE, read_checkpoint
 from pipeline.module import KWSModule
 
 RUNS_DIR = Path("runs")
 CONFIG_FILE = "config.yaml"
 BEST, LAST = "best", "last"
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
+LIGHTNING_VERSION_KEY = "pytorch-lightning_version"  # in every checkpoint Lightning writes, not in bundled models
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -68,7 +70,13 @@ class KWSCLI(LightningCLI):
         ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt or ckpt in LIGHTNING_CKPT_KEYWORDS:
             return
-        hparams = {k: v for k, v in read_checkpoint(ckpt)["hyper_parameters"].items() if not k.startswith("_")}
+        ckpt, _ = resolve_model(ckpt)  # a bundled model's name, as --ckpt takes it
+        self.config[subcommand]["ckpt_path"] = ckpt
+        checkpoint = read_checkpoint(ckpt)
+        if subcommand == "fit" and LIGHTNING_VERSION_KEY not in checkpoint:
+            raise KWSError(f"{ckpt} holds a model without its training state (a bundled model): it cannot resume "
+                           "training; --ckpt_path resumes a run's own checkpoints/last.ckpt")  # fmt: skip
+        hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
         self.checkpoint_labels = list(hparams.pop("labels"))
         self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
@@ -116,7 +124,9 @@ class KWSCLI(LightningCLI):
             ckpt = self.config[self.subcommand].get("ckpt_path")
             kwargs.setdefault("logger", False)
             kwargs.setdefault("enable_checkpointing", False)
-            kwargs.setdefault("default_root_dir", str(Path(ckpt).parent if ckpt else self._run_dir()))
+            bundled = ckpt and Path(ckpt).resolve().parent == WEIGHTS_DIR.resolve()  # the package is not written to
+            out = RUNS_DIR / f"bundled-{Path(ckpt).stem}" if bundled else Path(ckpt).parent if ckpt else self._run_dir()
+            kwargs.setdefault("default_root_dir", str(out))
         if not any(isinstance(c, RichProgressBar) for c in callbacks) and sys.stdout.isatty():
             callbacks.append(RichProgressBar())
         return super().instantiate_trainer(callbacks=callbacks, **kwargs)
@@ -130,6 +140,20 @@ class KWSCLI(LightningCLI):
             )
 
     before_fit = before_validate = before_test = _check_checkpoint_labels
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        """Load a checkpoint that holds the model alone (a bundled model, without Lightning's trainer state) into
+        the module here, since ``Trainer.validate|test`` can restore only a full training checkpoint."""
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        ckpt = kwargs.get("ckpt_path")
+        if subcommand != "fit" and ckpt and ckpt not in LIGHTNING_CKPT_KEYWORDS:
+            checkpoint = read_checkpoint(ckpt)
+            if LIGHTNING_VERSION_KEY not in checkpoint:
+                missing, unexpected = self.model.load_state_dict(checkpoint["state_dict"], strict=False)
+                if unexpected or any(key.split(".")[0] in INFERENCE for key in missing):
+                    raise KWSError(f"the weights of {ckpt} do not fit the model its hyper-parameters describe")
+                kwargs["ckpt_path"] = None
+        return kwargs
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback

@@ -68,6 +68,7 @@ class Experiment:
     args: tuple[str, ...] = ()
     speakers: int | None = None  # learning curve: this many --real-train speakers, no --real-test speakers
     configs: tuple[str, ...] = ()
+    more_speakers: bool = False  # --real-more as a third real root after --real-train (split by speaker hash)
 
 
 EXPERIMENTS = {
@@ -114,6 +115,13 @@ EXPERIMENTS = {
         "kws12 without label smoothing (0.1 caps the word's target at 0.91, where the thresholds sit)",
         ("--model.label_smoothing=0.0",),
         configs=("kws12.yaml",),
+    ),
+    "more-speakers": Experiment(
+        "kws12 + speech_commands_more_speakers (2,681 real clips, most of them yes, no, stop), drawn as if one "
+        "folder with --real-train (weights by clip count: 0.67 and 0.33)",
+        ("--data.weights=[1, 0.67, 0.33, 1]",),
+        configs=("kws12.yaml",),
+        more_speakers=True,
     ),
     "snr-noise": Experiment(
         "kws12 with the TTS corpus's background noise mixed at 0-20 dB SNR (instead of gains 0-0.1)",
@@ -167,9 +175,11 @@ def fit_and_test(name: str, fold: int | None, args: argparse.Namespace, env: dic
     budget = [f"--trainer.max_epochs={args.epochs}", f"--trainer.limit_train_batches={args.batches}"]
     common = ["--data.testing_percentage=0", "--data.validation_percentage=10", f"--data.hash_salt={SALT}"]
     if exp.speakers is None:
-        roots = [args.synth, args.real_train, args.real_test]
-        data = [f"--data.root=[{', '.join(roots)}]", "--data.split=[auto, hash, fold]", "--data.weights=[1, 1, 1]",
-                f"--data.folds={args.folds}", f"--data.fold={fold}"]  # fmt: skip
+        roots = [args.synth, args.real_train, *([args.real_more] if exp.more_speakers else []), args.real_test]
+        splits = ", ".join(["auto"] + ["hash"] * (len(roots) - 2) + ["fold"])
+        data = [f"--data.root=[{', '.join(roots)}]", f"--data.split=[{splits}]",
+                f"--data.weights=[{', '.join(['1'] * len(roots))}]", f"--data.folds={args.folds}",
+                f"--data.fold={fold}"]  # fmt: skip
         test = [f"--data.root={args.real_test}", "--data.split=fold", f"--data.folds={args.folds}",
                 f"--data.fold={fold}", f"--data.hash_salt={SALT}"]  # fmt: skip
     else:
@@ -331,6 +341,8 @@ def main() -> None:
     parser.add_argument("--synth", required=True, help="TTS corpus made by kws synth")
     parser.add_argument("--real-train", required=True, help="real training speakers (Google layout)")
     parser.add_argument("--real-test", required=True, help="real speakers to cross-validate on (test-archive layout)")
+    parser.add_argument("--real-more", help="more real training speakers (Google layout) for the experiments that "
+                        "add them (default: REAL_TRAIN/../speech_commands_more_speakers)")  # fmt: skip
     parser.add_argument("--noise", help="background noise of the benchmark streams (default: REAL_TRAIN/../"
                         "speech_commands_background_noise)")  # fmt: skip
     parser.add_argument("--speech", help="a kws synth-speech folder, for the experiments that train on negatives")
@@ -366,6 +378,9 @@ def main() -> None:
     for flag in ("synth", "real_train", "real_test"):
         if not Path(getattr(args, flag)).is_dir():
             parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)} is not a folder")
+    args.real_more = args.real_more or str(Path(args.real_train).parent / "speech_commands_more_speakers")
+    if any(EXPERIMENTS[n].more_speakers for n in names) and not Path(args.real_more).is_dir():
+        parser.error(f"--real-more {args.real_more} is not a folder")
     speech = args.speech and Path(args.speech).is_dir()
     if any("{speech}" in a for n in names for a in EXPERIMENTS[n].args) and not speech:
         parser.error("the experiments that train on negatives need --speech, a kws synth-speech folder")

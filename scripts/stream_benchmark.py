@@ -9,9 +9,9 @@ each model's own operating point unless given. ``--png`` draws the curves. Strea
 
 ``--tune-budget N`` first chooses the operating point of each model that carries none (a fold model) as
 ``kws evaluate-stream --tune --fa-budget N`` would, on development audio apart from every measured stream
-(``pipeline.benchmark.build_dev``: the TTS corpus's validation voices, or with ``--dev-real`` the real speakers of
-``speech_commands_more_speakers``; the validation voices' running speech and the training half of the LibriSpeech
-speakers), and sweeps around it.
+(``pipeline.benchmark.build_dev``: the TTS corpus's validation voices, or with ``--dev-real`` the validation
+speakers of ``speech_commands_train_speakers`` and ``speech_commands_more_speakers``, whom no recipe trains on; the
+validation voices' running speech and the training half of the LibriSpeech speakers), and sweeps around it.
 
 A PATH holding ``{fold}`` is one model per cross-validation fold (``scripts/crossval.py``'s): each fold's model
 is scored on its own fold's speakers only, and the figures are pooled over ``--folds`` folds.
@@ -55,7 +55,7 @@ from pipeline.streaming import Classifier, operating_point, settings_for
 
 NEGATIVE_KINDS = (ISOLATED, RUNNING, TTS_SPEECH, NOISE)
 TARGET = "real commands 10 dB"  # the positive stream of the drawn curves
-DEV_SPEAKERS = "speech_commands_more_speakers"  # real speakers of no measured stream, for --dev-real
+DEV_SPEAKERS = ("speech_commands_train_speakers", "speech_commands_more_speakers")  # validation speakers: --dev-real
 
 
 def load(path: str) -> tuple[Classifier, str]:
@@ -100,14 +100,14 @@ def tuned(args: argparse.Namespace, model, file: str, real: Path | None) -> Sett
     """The operating point ``kws evaluate-stream --tune --fa-budget`` chooses on the development audio (kept in
     ``<out>/tuned.json`` by model file, budget and development stream, so a rerun does not search again)."""
     cache = Path(args.out) / "tuned.json"
-    key = f"{model_key(file, Settings())}:{args.tune_budget:g}:{'real' if args.dev_real else 'tts'}"
+    key = f"{model_key(file, Settings())}:{args.tune_budget:g}:{'real-validation' if args.dev_real else 'tts'}"
     known = json.loads(cache.read_text()) if cache.exists() else {}
     if key in known:
         return Settings(**known[key])
     librispeech = real / "real_speech_without_commands" / "librispeech_test-other" if real else None
     stream, negatives = build_dev(Path(args.out), Path(args.corpus) if args.corpus else None,
                                   Path(args.speech) if args.speech else None, librispeech,
-                                  real / DEV_SPEAKERS if real and args.dev_real else None,
+                                  [real / d for d in DEV_SPEAKERS] if real and args.dev_real else (),
                                   real / "speech_commands_background_noise" if real else None)  # fmt: skip
     audio = [read_audio(p, model.sample_rate) for p in sorted(negatives.rglob("*")) if p.is_file()]
     strides = (args.stride_ms,) if args.stride_ms else None
@@ -183,8 +183,9 @@ def main() -> int:
                         help="choose the operating point of each model that carries none within N false accepts per "
                         "hour on development audio (see above) and sweep around it")  # fmt: skip
     parser.add_argument("--dev-real", action="store_true",
-                        help=f"with --tune-budget: the development stream of real speakers of REAL/{DEV_SPEAKERS} "
-                        "(none of them measured) instead of the TTS corpus's validation voices")  # fmt: skip
+                        help="with --tune-budget: the development stream of the validation speakers of "
+                        f"{' and '.join('REAL/' + d for d in DEV_SPEAKERS)} (none of them measured or trained on) "
+                        "instead of the TTS corpus's validation voices")  # fmt: skip
     parser.add_argument("--clips", help="a Speech Commands-layout folder of speakers the model never heard: also print "
                         "how many of its command clips kws transcribe names exactly, against kws predict")  # fmt: skip
     parser.add_argument("--summary", help="write each model's figures at its own operating point (the card of "

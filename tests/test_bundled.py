@@ -1,8 +1,10 @@
 """The bundled model: it loads, knows the 12 labels, recognises words a TTS voice it never trained on says, and
-``kws transcribe`` / ``kws models`` / the microphone demo use it when no ``--ckpt`` is given."""
+``kws transcribe`` / ``kws models`` / the microphone demo use it when no ``--ckpt`` is given, and ``kws test`` scores it
+by name."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -13,10 +15,10 @@ from conftest import one_thread
 
 from pipeline import Spotter, bundled
 from pipeline.arguments import detector_from_args
-from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, save_audio
+from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, read_audio, save_audio
 from pipeline.cli import main
 from pipeline.data import synth
-from pipeline.data.speech_commands import TWELVE_WORDS, make_task
+from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, make_task
 from pipeline.errors import KWSError
 from pipeline.model import load_model
 from pipeline.onnx_model import OnnxModel
@@ -155,3 +157,29 @@ def test_a_spotter_takes_settings_and_says_which_it_does_not_know(spoken: list[t
     edges = np.sort(rng.choice(len(audio), 20, replace=False))
     chunked = [w for part in np.split(audio, edges) for w in spotter.feed(part)] + spotter.flush()
     assert whole and chunked == whole  # any chunking, the same words
+
+
+def test_kws_test_scores_a_bundled_model_by_name_and_refuses_to_resume_one(
+    spoken: list[tuple[str, np.ndarray]], tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    card = bundled.bundled_models()[0]
+    archive = tmp_path / "archive"  # the official test-archive layout, said by the held-out flite voices
+    for i, (word, clip) in enumerate(spoken):
+        save_audio(archive / word / f"{VOICES[i // len(TWELVE_WORDS)].name}_nohash_0.wav", clip)
+    save_audio(archive / SILENCE / "0.wav", np.random.default_rng(0).normal(0, 0.01, CLIP_SAMPLES).astype(np.float32))
+    monkeypatch.chdir(tmp_path)
+    before = sorted(bundled.WEIGHTS_DIR.iterdir())
+    with one_thread():
+        assert main(["test", "--ckpt_path", card.name, f"--data.root={archive}", "--data.cache_dir=null"]) == 0
+    assert sorted(bundled.WEIGHTS_DIR.iterdir()) == before  # the report goes to runs/, not into the package
+    rows = list(csv.reader((tmp_path / "runs" / f"bundled-{card.name}" / "confusion_matrix.csv").open()))
+    counts = np.array([[int(v) for v in row[1:]] for row in rows[1:]])
+    files = sorted(archive.rglob("*.wav"))
+    model = load_model(card.path, runtime="torch")
+    scores = model.logits(model.features(np.stack([read_audio(f) for f in files])))
+    right = sum(model.labels[i] == f.parent.name for i, f in zip(scores.argmax(1).tolist(), files))
+    assert counts.sum() == len(files) and np.trace(counts) == right >= MIN_RECOGNISED * len(spoken)  # kws predict's
+    capsys.readouterr()
+    assert main(["fit", "--ckpt_path", card.name, f"--data.root={archive}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot resume training" in err and len(err.splitlines()) == 1
