@@ -130,6 +130,11 @@ EXPERIMENTS = {
         configs=("kws12.yaml",),
         more_speakers=True,
     ),
+    "kws12-long": Experiment(
+        "kws12 with twice the epochs (30; long gave base +2.1 points)",
+        ("--trainer.max_epochs=30",),
+        configs=("kws12.yaml",),
+    ),
     "snr-noise": Experiment(
         "kws12 with the TTS corpus's background noise mixed at 0-20 dB SNR (instead of gains 0-0.1)",
         ("--data.augment.noise_snr_db=[0, 20]",),
