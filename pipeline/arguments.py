@@ -7,13 +7,13 @@ import argparse
 import glob
 from pathlib import Path
 
-from pipeline.audio import AUDIO_SUFFIXES
 from pipeline.console import err_console
-from pipeline.decision import PATIENCE, SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, THRESHOLD
 from pipeline.errors import KWSError
-from pipeline.onnx_model import RUNTIMES, OnnxModel
-from pipeline.spotter import CHUNK_SAMPLES, STDIN, open_model
-from pipeline.streaming import STREAM_STRIDE_MS, Classifier, Detector
+from pipeline.runtime.audio import AUDIO_SUFFIXES
+from pipeline.runtime.decision import PATIENCE, SMOOTH_MS, STRIDE_MS, SUPPRESSION_MS, THRESHOLD
+from pipeline.runtime.onnx_model import RUNTIMES, OnnxModel
+from pipeline.runtime.spotter import CHUNK_SAMPLES, STDIN, open_model
+from pipeline.runtime.streaming import STREAM_STRIDE_MS, Classifier, Detector
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_from_args(args: argparse.Namespace) -> Classifier:
-    """Load the model :func:`add_model_arguments` names (:func:`~pipeline.spotter.open_model`); a bundled one is
+    """Load the model :func:`add_model_arguments` names (:func:`~pipeline.runtime.spotter.open_model`); a bundled one is
     named on stderr. Exported and bundled models run without PyTorch."""
     if args.model:
         return OnnxModel(args.model)

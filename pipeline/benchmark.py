@@ -28,15 +28,15 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.audio import read_audio, save_audio
 from pipeline.data.negatives import file_speaker, file_split, negative_files
 from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold, which_set
 from pipeline.data.streams import make_stream, read_truth, truth_path, write_truth
-from pipeline.decision import Settings
 from pipeline.errors import KWSError
 from pipeline.files import write_text
+from pipeline.runtime.audio import read_audio, save_audio
+from pipeline.runtime.decision import Settings
+from pipeline.runtime.streaming import Classifier
 from pipeline.stream_eval import DET_THRESHOLDS, StreamStats, det_curve, score_windows
-from pipeline.streaming import Classifier
 
 SNRS = (20.0, 10.0, 5.0)  # dB of the real command streams
 NOISY_DB = 10.0  # the noisy version of every other stream
@@ -250,10 +250,10 @@ def build_dev(
 def clip_agreement(model: Classifier, settings: Settings, root: Path) -> tuple[float, float, float, int]:
     """On the command-word clips of ``root`` (a Speech Commands-layout folder): the share that ``kws transcribe``
     names exactly (its one word is the clip's label) at ``settings``, the share the decision rule alone names
-    exactly (without the clip rule of :mod:`pipeline.decision`), the share ``kws predict`` labels right, and the
+    exactly (without the clip rule of :mod:`pipeline.runtime.decision`), the share ``kws predict`` labels right, and the
     number of clips."""
-    from pipeline.decision import decide
-    from pipeline.streaming import offline_scores, windowing_of
+    from pipeline.runtime.decision import decide
+    from pipeline.runtime.streaming import offline_scores, windowing_of
 
     clips = [c for c in scan(root).clips if c.word in model.labels and c.word in TWELVE_WORDS]
     if not clips:

@@ -1,4 +1,4 @@
-"""``kws``: the command line. Training commands come from ``LightningCLI`` (pipeline/training_cli.py);
+"""``kws``: the command line. Training commands come from ``LightningCLI`` (pipeline/train/training_cli.py);
 tools are plain sub-commands, loaded only when called so that they start fast.
 """
 
@@ -15,7 +15,10 @@ from pipeline.errors import TRAINING_STACK, KWSError
 TOOLS: dict[str, tuple[str, str]] = {
     "synth": ("pipeline.data.synth:main", "render words with TTS voices into a Speech Commands-layout corpus"),
     "synth-speech": ("pipeline.data.speech:main", "render running speech and sounds without commands: negatives"),
-    "export": ("pipeline.export:main", "write a checkpoint as one ONNX file for the torch-free runtime (--int8 too)"),
+    "export": (
+        "pipeline.train.export:main",
+        "write a checkpoint as one ONNX file for the torch-free runtime (--int8 too)",
+    ),
     "predict": ("pipeline.predict:main", "classify one-second clips: each file's label and all labels' scores"),
     "transcribe": ("pipeline.transcribe:main", "find command words, with times, in audio files of any length"),
     "make-stream": (
@@ -25,7 +28,10 @@ TOOLS: dict[str, tuple[str, str]] = {
     "evaluate-stream": ("pipeline.stream_eval:evaluate_stream_main", "score streaming detections against a truth CSV"),
     "mine": ("pipeline.mining:main", "hard-negative mining: keep the windows of negative audio a model fires on"),
     "live": ("pipeline.live:main", "spot command words live from a microphone (or a file played as one)"),
-    "models": ("pipeline.bundled:main", "list the bundled models: task, accuracy on unseen speakers, size, speed"),
+    "models": (
+        "pipeline.runtime.bundled:main",
+        "list the bundled models: task, accuracy on unseen speakers, size, speed",
+    ),
 }
 TRAINING = {
     "fit": "train a model (resume with --ckpt_path last)",
@@ -65,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             return getattr(_import(module, argv[0]), function)(argv[1:]) or 0
         if argv[0] not in TRAINING:
             raise KWSError(f"unknown command {argv[0]!r}; the commands are {', '.join([*TRAINING, *TOOLS])}")
-        _import("pipeline.training_cli", argv[0]).run_training(args)  # Lightning is slow to import: only when needed
+        _import("pipeline.train.training_cli", argv[0]).run_training(
+            args
+        )  # Lightning is slow to import: only when needed
     except KWSError as err:
         print_error(str(err))
         return 2

@@ -5,7 +5,7 @@ of ``kws transcribe``.
 each block of ``BLOCK_MS`` at the device's native rate. The callback only copies the block, with the time it
 arrived, into a bounded queue; when the queue is full the block is dropped and counted, as are the overflows
 that PortAudio reports (``status.input_overflow``). Everything else happens in the main thread
-(:class:`Session`): the blocks go, at their own rate, into the same :class:`~pipeline.streaming.Detector` that
+(:class:`Session`): the blocks go, at their own rate, into the same :class:`~pipeline.runtime.streaming.Detector` that
 ``kws transcribe`` uses (it resamples to the model's rate), to the recording, and to the terminal view.
 
 **Files instead of a microphone.** :class:`FileSource` plays a file through the very same callback from a
@@ -49,13 +49,13 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.arguments import add_detector_arguments, detector_from_args
-from pipeline.audio import open_audio
 from pipeline.console import console as stdout_console
 from pipeline.console import err_console, print_error
-from pipeline.data.speech_commands import is_word
 from pipeline.errors import AudioError, KWSError, first_line
 from pipeline.files import atomic_path
-from pipeline.streaming import THRESHOLD, Detection, Detector
+from pipeline.runtime.audio import open_audio
+from pipeline.runtime.labels import is_word
+from pipeline.runtime.streaming import THRESHOLD, Detection, Detector
 
 BLOCK_MS = 50.0  # audio per callback block: the device block size, and the file producer's
 QUEUE_SECONDS = 5.0  # audio the queue holds before blocks are dropped (and counted as overflows)
@@ -68,7 +68,7 @@ TOP_WORDS = 5  # labels shown with their smoothed scores
 LOG_LINES = 8  # detections kept in the view's log
 BAR_WIDTH = 40  # characters of a full bar
 PORTAUDIO_MISSING = "PortAudio is not installed: run `apt-get install -y libportaudio2`"
-HOLD_MS = 0.0  # emit each word by the window that decides it: median 0.2 s after the word, not 0.8 (README)
+HOLD_MS = 0.0  # emit each word by the window that decides it: median 0.2 s after the word, not 0.8 (docs/streaming.md)
 ERROR_STATUS = 2  # exit status of a bad flag, file, device or checkpoint (as ``kws``)
 
 _END = None  # queue item: the source has no more audio

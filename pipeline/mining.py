@@ -25,13 +25,13 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.arguments import add_model_arguments, model_from_args
-from pipeline.audio import read_audio, save_audio
 from pipeline.console import console, warn
 from pipeline.data.negatives import file_speaker, file_split, negative_files
 from pipeline.data.speech_commands import SPLITS, TESTING_LIST, VALIDATION_LIST, is_word
 from pipeline.errors import AudioError, KWSError
 from pipeline.files import write_text
-from pipeline.streaming import Classifier, offline_scores, windowing_of
+from pipeline.runtime.audio import read_audio, save_audio
+from pipeline.runtime.streaming import Classifier, offline_scores, windowing_of
 
 MINED = "_mined_"
 MARKER = ".kws_mine.json"

@@ -20,11 +20,11 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from pipeline.arguments import add_model_arguments, expand_inputs, model_from_args
-from pipeline.audio import CLIP_SECONDS, clip_samples, fit_length, read_audio
 from pipeline.console import err_console, print_error, warn
 from pipeline.errors import AudioError
 from pipeline.files import write_text
-from pipeline.streaming import Classifier, window_probs
+from pipeline.runtime.audio import CLIP_SECONDS, clip_samples, fit_length, read_audio
+from pipeline.runtime.streaming import Classifier, window_probs
 
 FORMATS = ("csv", "json", "text")
 BATCH = 64  # clips per model call

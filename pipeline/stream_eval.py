@@ -32,15 +32,15 @@ import numpy as np
 from rich.table import Table
 
 from pipeline.arguments import add_detector_arguments, detector_from_args, expand_inputs
-from pipeline.audio import SAMPLE_RATE, read_audio, resample
 from pipeline.console import console, print_error
 from pipeline.data.negatives import file_split, negative_files
 from pipeline.data.speech_commands import SPLITS, is_word
 from pipeline.data.streams import TruthWord, read_truth, truth_path
-from pipeline.decision import Detection, Settings, decide
 from pipeline.errors import AudioError, KWSError
-from pipeline.spotter import transcribe_source
-from pipeline.streaming import Classifier, is_streaming, offline_scores, windowing_of
+from pipeline.runtime.audio import SAMPLE_RATE, read_audio, resample
+from pipeline.runtime.decision import Detection, Settings, decide
+from pipeline.runtime.spotter import transcribe_source
+from pipeline.runtime.streaming import Classifier, is_streaming, offline_scores, windowing_of
 
 TOLERANCE_MS = 500.0
 
@@ -142,7 +142,7 @@ def score_windows(
     model: Classifier, audio: np.ndarray, stride_ms: float, tail: int, truth: list[TruthWord] | None = None,
     sample_rate: int = SAMPLE_RATE, name: str = "",
 ) -> ScoredAudio:  # fmt: skip
-    """The model's window outputs of ``audio`` at ``stride_ms`` (:func:`~pipeline.streaming.offline_scores`)."""
+    """The model's window outputs of ``audio`` at ``stride_ms`` (:func:`~pipeline.runtime.streaming.offline_scores`)."""
     wave = resample(np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, model.sample_rate)
     w = windowing_of(model, stride_ms)
     probs = offline_scores(model, wave, stride_ms, tail)
@@ -416,8 +416,8 @@ def save_point(args: argparse.Namespace, settings: Settings) -> str:
     Raises:
         KWSError: no such file was given (a bundled model is not rewritten), or the training stack is missing.
     """
-    from pipeline.bundled import resolve_model
     from pipeline.errors import TRAINING_STACK
+    from pipeline.runtime.bundled import resolve_model
 
     path = args.model or (resolve_model(args.ckpt)[0] if args.ckpt else None)
     if path is None or (args.ckpt and resolve_model(args.ckpt)[1] is not None):
@@ -425,9 +425,9 @@ def save_point(args: argparse.Namespace, settings: Settings) -> str:
                        "bundled model")  # fmt: skip
     try:
         if args.model:
-            from pipeline.export import save_export_operating_point as save
+            from pipeline.train.export import save_export_operating_point as save
         else:
-            from pipeline.model import save_operating_point as save
+            from pipeline.train.model import save_operating_point as save
     except ImportError:
         raise KWSError(f"--save needs the training stack ({TRAINING_STACK}) to rewrite the model file") from None
     save(path, settings.to_dict())

@@ -1,7 +1,7 @@
 """``kws transcribe``: find command words, with their times, in audio files of any length.
 
 Each input is read in blocks of ``--chunk-samples`` frames and fed to one streaming
-:class:`~pipeline.streaming.Detector`, so memory does not grow with the file. Inputs are files (any format,
+:class:`~pipeline.runtime.streaming.Detector`, so memory does not grow with the file. Inputs are files (any format,
 rate and channel count libsndfile reads), folders (searched recursively for audio), glob patterns, or ``-``
 (a WAV stream on standard input, read as it arrives). A bad input is reported in one sentence on stderr and
 the others are still transcribed; the exit status is 1 when any input failed.
@@ -25,7 +25,7 @@ from pipeline.arguments import add_detector_arguments, detector_from_args, expan
 from pipeline.console import err_console, print_error
 from pipeline.errors import AudioError
 from pipeline.files import write_text
-from pipeline.spotter import STDIN, Transcript, transcribe_source
+from pipeline.runtime.spotter import STDIN, Transcript, transcribe_source
 
 PROGRESS_SECONDS = 60.0  # show a progress bar for files at least this long (when stderr is a terminal)
 FORMATS = ("text", "json", "jsonl", "csv", "srt")

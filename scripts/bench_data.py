@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pipeline.audio import load_clip
-from pipeline.augment import AugmentConfig
 from pipeline.console import run_script
-from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.data.speech_commands import scan
-from pipeline.features import FrontEnd
+from pipeline.runtime.audio import fit_length, read_audio
+from pipeline.train.augment import AugmentConfig
+from pipeline.train.datamodule import SpeechCommandsDataModule
+from pipeline.train.features import FrontEnd
 
 AUGMENT = AugmentConfig(gain_db=(-10.0, 5.0), reverb_prob=0.3, band_prob=0.3)
 
@@ -44,7 +44,7 @@ class PerItemMFCC(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         with torch.no_grad():
-            return self.front_end(load_clip(self.paths[i]))
+            return self.front_end(torch.from_numpy(fit_length(read_audio(self.paths[i]))))
 
 
 def timed(batches, limit: int) -> float:

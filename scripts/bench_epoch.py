@@ -23,11 +23,11 @@ import torch
 import torchaudio
 from rich.progress import track
 
-from pipeline.audio import SAMPLE_RATE, fit_length, load_audio, load_clip, save_audio
 from pipeline.console import run_script
-from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.data.speech_commands import NOISE_DIR, scan
-from pipeline.training_cli import make_cli
+from pipeline.runtime.audio import SAMPLE_RATE, fit_length, read_audio, save_audio
+from pipeline.train.datamodule import SpeechCommandsDataModule
+from pipeline.train.training_cli import make_cli
 
 SPEECH_COMMANDS_CLIPS = 105_829  # v0.02, all 35 words
 SPEEDS = (1.0, 0.88, 1.12, 0.91, 1.09, 0.94, 1.06, 0.97, 1.03, 0.85, 1.15)  # copy k plays at SPEEDS[k]
@@ -66,14 +66,17 @@ def make_corpus(source: Path, out: Path, clips: int) -> None:
     for noise in corpus.noise_files:
         target = out / NOISE_DIR / noise.name
         if not target.exists():
-            save_audio(target, load_audio(noise))
+            save_audio(target, read_audio(noise))
     for i in track(range(clips), description=f"writing {out}"):
         clip, copy = corpus.clips[i % len(corpus.clips)], i // len(corpus.clips)
         target = out / clip.word / f"{clip.speaker}s{copy}_nohash_{clip.path.stem.rsplit('_', 1)[-1]}.wav"
         if target.exists():
             continue
         with torch.no_grad():
-            save_audio(target, fit_length(resamplers[SPEEDS[copy]](load_clip(clip.path)).numpy()))
+            save_audio(
+                target,
+                fit_length(resamplers[SPEEDS[copy]](torch.from_numpy(fit_length(read_audio(clip.path)))).numpy()),
+            )
 
 
 def main() -> None:

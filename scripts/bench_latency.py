@@ -11,7 +11,7 @@ would), and matches each detection to a truth word (same word, centres within ``
   included; what a user feels, less the sound card's own buffering);
 * **stream-time delay**: the stream position at which the detection was emitted (the end of the block whose
   processing emitted it) minus the word's end: the engine's algorithmic delay (at most one window plus one
-  stride plus one block, see pipeline/streaming.py).
+  stride plus one block, see pipeline/runtime/streaming.py).
 
 The run takes as long as the stream (``--seconds``, 40 by default) plus the start-up. Usage::
 
@@ -22,80 +22,25 @@ The run takes as long as the stream (``--seconds``, 40 by default) plus the star
 from __future__ import annotations
 
 import argparse
-import bisect
 import statistics
 import tempfile
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import SAMPLE_RATE, save_audio
 from pipeline.console import run_script
-from pipeline.data.streams import TruthWord, make_stream
-from pipeline.live import BLOCK_MS, QUEUE_SECONDS, AudioTap, FileSource, Heard, Session
-from pipeline.model import load_model
+from pipeline.data.streams import make_stream
+from pipeline.live import BLOCK_MS
+from pipeline.measure import delays, play
+from pipeline.runtime.audio import SAMPLE_RATE, save_audio
+from pipeline.runtime.streaming import THRESHOLD, Detector
 from pipeline.stream_eval import vocabulary
-from pipeline.streaming import THRESHOLD, Detector
+from pipeline.train.model import load_model
 
 DEFAULT_CKPT = "runs/quickstart/checkpoints/best.ckpt"
 SECONDS = 40.0  # stream length, played in real time
 SNR_DB = 20.0
 TOLERANCE_MS = 500.0  # as kws evaluate-stream
-
-
-@dataclass(frozen=True)
-class Delay:
-    """The delays of one detected word, in seconds."""
-
-    word: str
-    wall: float
-    stream: float
-
-
-def play(detector: Detector, path: Path, realtime: bool = True) -> tuple[list[Heard], list[float], list[float]]:
-    """Play ``path`` through the demo's callback path; return the detections and, per block, its end (seconds of
-    stream) and its delivery time (``time.monotonic()``)."""
-    tap = AudioTap(maxsize=int(QUEUE_SECONDS * 1000 / BLOCK_MS))
-    source = FileSource(path, tap, realtime=realtime)
-    ends: list[float] = []
-    delivered: list[float] = []
-
-    def on_block(end: float, at: float) -> None:
-        ends.append(end)
-        delivered.append(at)
-
-    session = Session(detector, tap, source.samplerate, on_block=on_block)
-    source.start()
-    try:
-        session.run(threading.Event())
-        session.finish()
-    finally:
-        source.stop()
-    if source.error:
-        raise source.error
-    return session.heard, ends, delivered
-
-
-def delays(heard: list[Heard], truth: list[TruthWord], words: set[str], ends: list[float], delivered: list[float],
-           tolerance_s: float) -> list[Delay]:  # fmt: skip
-    """Match each truth word of ``words`` to the first unused detection of the same word whose centre lies within
-    ``tolerance_s`` of its centre; the delays of the matched words."""
-    used: set[int] = set()
-    out = []
-    for w in truth:
-        if w.word not in words:
-            continue
-        centre = (w.start + w.end) / 2
-        for i, h in enumerate(heard):
-            d = h.detection
-            if i not in used and d.word == w.word and abs((d.start + d.end) / 2 - centre) <= tolerance_s:
-                used.add(i)
-                block = min(bisect.bisect_left(ends, w.end), len(ends) - 1)  # the block holding the word's end
-                out.append(Delay(w.word, h.emitted_at - delivered[block], h.position - w.end))
-                break
-    return out
 
 
 def _ms(values: list[float]) -> str:

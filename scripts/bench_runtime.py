@@ -9,7 +9,7 @@
 
 Usage::
 
-    python scripts/bench_runtime.py [--ckpt pipeline/weights/kws12.ckpt] [--check-data data/synth_gsc12]
+    python scripts/bench_runtime.py [--ckpt pipeline/runtime/weights/kws12.ckpt] [--check-data data/synth_gsc12]
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_transcribe import bench_audio, stream_once  # the same audio and loop as the engine benchmark
 
-from pipeline.audio import SAMPLE_RATE, save_audio
-from pipeline.bundled import WEIGHTS_DIR
 from pipeline.console import run_script
-from pipeline.export import accuracy, labelled_clips
-from pipeline.model import load_model
-from pipeline.onnx_model import OnnxModel
-from pipeline.spotter import CHUNK_SAMPLES
-from pipeline.streaming import Detector
+from pipeline.measure import bench_audio, stream_once  # the same audio and loop as the engine benchmark
+from pipeline.runtime.audio import SAMPLE_RATE, save_audio
+from pipeline.runtime.bundled import WEIGHTS_DIR
+from pipeline.runtime.onnx_model import OnnxModel
+from pipeline.runtime.spotter import CHUNK_SAMPLES
+from pipeline.runtime.streaming import Detector
+from pipeline.train.export import accuracy, labelled_clips
+from pipeline.train.model import load_model
 
 # ``kws`` itself (its console script runs the same two lines), reporting the process's peak resident memory
 KWS_REPORTING_MEMORY = """

@@ -32,16 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from bench_latency import delays, play  # the demo's callback path, and the delay of each found word
-from bench_transcribe import bench_audio, stream_once  # the engine benchmark's audio and loop
 
-from pipeline.audio import SAMPLE_RATE, read_audio, save_audio
 from pipeline.console import run_script
 from pipeline.data.streams import read_truth, truth_path
-from pipeline.model import load_model
-from pipeline.spotter import CHUNK_SAMPLES, transcribe_source
+from pipeline.measure import bench_audio, delays, play, stream_once
+from pipeline.runtime.audio import SAMPLE_RATE, read_audio, save_audio
+from pipeline.runtime.spotter import CHUNK_SAMPLES, transcribe_source
+from pipeline.runtime.streaming import Classifier, Detector
 from pipeline.stream_eval import TOLERANCE_MS, score_stream, tune, vocabulary
-from pipeline.streaming import Classifier, Detector
+from pipeline.train.model import load_model
 
 THRESHOLD = 0.8  # the bundled model's
 THRESHOLDS = "0.7,0.8,0.85,0.9,0.95"

@@ -25,36 +25,18 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from pipeline.audio import SAMPLE_RATE
 from pipeline.console import run_script
-from pipeline.decision import STRIDE_MS
-from pipeline.model import load_model
-from pipeline.onnx_model import RUNTIMES
-from pipeline.spotter import CHUNK_SAMPLES, transcribe_source
-from pipeline.streaming import Classifier, Detector, window_probs, windowing_of
+from pipeline.measure import bench_audio, stream_once
+from pipeline.runtime.audio import SAMPLE_RATE
+from pipeline.runtime.decision import STRIDE_MS
+from pipeline.runtime.onnx_model import RUNTIMES
+from pipeline.runtime.spotter import CHUNK_SAMPLES, transcribe_source
+from pipeline.runtime.streaming import Classifier, Detector, window_probs, windowing_of
+from pipeline.train.model import load_model
 
 DEFAULT_CKPT = "runs/quickstart/checkpoints/best.ckpt"
 TARGET = 500.0  # goal, times real time
 RSS_INTERVAL = 0.2  # seconds between memory samples
-
-
-def bench_audio(seconds: float, seed: int = 0) -> np.ndarray:
-    """Noise with a tone burst every second: content does not change the cost, but keeps decisions busy."""
-    rng = np.random.default_rng(seed)
-    audio = rng.normal(0, 0.02, int(seconds * SAMPLE_RATE)).astype(np.float32)
-    t = np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE
-    for start in range(0, len(audio) - len(t), SAMPLE_RATE * 2):
-        audio[start : start + len(t)] += 0.3 * np.sin(2 * np.pi * rng.uniform(300, 1500) * t).astype(np.float32)
-    return audio
-
-
-def stream_once(detector: Detector, audio: np.ndarray, chunk: int) -> float:
-    """Seconds to push ``audio`` in ``chunk``-sample pieces and flush."""
-    start = time.perf_counter()
-    for i in range(0, len(audio), chunk):
-        detector.push(audio[i : i + chunk])
-    detector.flush()
-    return time.perf_counter() - start
 
 
 def naive_once(model: Classifier, audio: np.ndarray, stride_ms: float) -> float:

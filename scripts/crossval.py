@@ -45,7 +45,7 @@ from pipeline.benchmark import FOLD_SALT, FOLDS
 from pipeline.data.speech_commands import SILENCE, scan, which_fold
 from pipeline.errors import KWSError
 from pipeline.files import atomic_path, write_text
-from pipeline.streaming import THRESHOLD
+from pipeline.runtime.streaming import THRESHOLD
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -245,8 +245,8 @@ def stream_figures(ckpt: Path, fold: int | None, args: argparse.Namespace, noise
     import torch
 
     from pipeline.benchmark import ISOLATED, RUNNING, build_streams, pooled, run_benchmark
-    from pipeline.model import load_model
-    from pipeline.streaming import settings_for
+    from pipeline.runtime.streaming import settings_for
+    from pipeline.train.model import load_model
 
     torch.set_num_threads(1)
     model = load_model(ckpt)
@@ -269,8 +269,8 @@ def _mean_sd(values: list[float], scale: float = 1.0, unit: str = "") -> str:
 
 
 def summary(results: dict[str, dict[str, dict]], names: list[str], threshold: float) -> str:
-    """The README table: one row per experiment, mean ± standard deviation over folds, and the accuracy change
-    against ``base`` on the same folds (paired: the folds differ more than most levers do)."""
+    """The table of docs/accuracy.md: one row per experiment, mean ± standard deviation over folds, and the accuracy
+    change against ``base`` on the same folds (paired: the folds differ more than most levers do)."""
     lines = ["| experiment | accuracy, unseen real speakers | vs base, same folds | command words found (10 dB stream) "
              "| false accepts / hour, other words | false accepts / hour, running speech | folds | clips |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip

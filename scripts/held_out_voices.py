@@ -1,4 +1,5 @@
-"""Where a TTS-trained model's held-out accuracy goes (README, "How good is a model trained on TTS voices?").
+"""Where a TTS-trained model's held-out accuracy goes (docs/tts_corpus.md, "How good is a model trained on TTS
+voices?").
 
 Prints the model's accuracy on the command words of a ``kws synth`` corpus's held-out voices, per voice family
 (the unit of the split rule), then on the same clips with the corpus's background noise mixed in at each
@@ -16,14 +17,14 @@ from collections import Counter
 
 import numpy as np
 
-from pipeline.audio import clip_samples, fit_length, read_audio
 from pipeline.console import run_script
 from pipeline.data.speech_commands import SPLITS, UNKNOWN, is_word, scan
 from pipeline.data.streams import word_extent
 from pipeline.data.synth import available_voices
 from pipeline.errors import KWSError
-from pipeline.model import load_model
-from pipeline.streaming import Classifier, window_probs
+from pipeline.runtime.audio import clip_samples, fit_length, read_audio
+from pipeline.runtime.streaming import Classifier, window_probs
+from pipeline.train.model import load_model
 
 SNRS_DB = (20.0, 10.0, 5.0)
 BATCH = 64

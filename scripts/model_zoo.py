@@ -1,4 +1,5 @@
-"""Accuracy on held-out real speakers for each model family, with its size and speed (the README's table).
+"""Accuracy on held-out real speakers for each model family, with its size and speed (docs/accuracy.md, "Model
+families").
 
 Each model is trained with ``configs/real_12.yaml`` on the TTS corpus plus 40 % of the real speakers, then
 tested on the other 50 % (``kws test``). Beside the accuracy: parameters, multiply-accumulates per 1 s window
@@ -12,19 +13,15 @@ Example:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from sim_to_real import REAL_SPLIT, accuracy, train
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.audio import CLIP_SAMPLES
 from pipeline.console import run_script
-from pipeline.model import load_model
-from pipeline.streaming import Classifier, window_probs
+from pipeline.measure import REAL_SPLIT, accuracy, latency_ms, train
+from pipeline.runtime.audio import CLIP_SAMPLES
+from pipeline.train.model import load_model
 
 MFCC_40 = ["--model.features.n_mels=40", "--model.features.n_mfcc=40"]  # BC-ResNet's, TC-ResNet's and DS-CNN's
 MFCC_64 = ["--model.features.n_mels=64", "--model.features.n_mfcc=64"]  # MatchboxNet's
@@ -36,19 +33,6 @@ MODELS = {
     "matchboxnet-3x1x64": ["--model.model.name=matchboxnet", "--model.model.size=3x1x64", *MFCC_64],
     "dscnn-s": ["--model.model.name=dscnn", "--model.model.size=s", *MFCC_40],
 }
-LATENCY_RUNS = 200
-
-
-def latency_ms(model: Classifier) -> float:
-    """Median milliseconds to score one 1 s window (front end and model) on one thread."""
-    window = np.random.default_rng(0).normal(0, 0.1, (1, CLIP_SAMPLES)).astype(np.float32)
-    times = []
-    for i in range(LATENCY_RUNS + 20):
-        start = time.perf_counter()
-        window_probs(model, model.features(window))
-        if i >= 20:  # warm-up
-            times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def size_and_speed(ckpt: Path) -> tuple[int, float, float, float]:

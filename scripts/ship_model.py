@@ -1,4 +1,5 @@
-"""Bundle a trained checkpoint with the package: ``pipeline/weights/<name>.ckpt`` and its card in ``models.json``.
+"""Bundle a trained checkpoint with the package: ``pipeline/runtime/weights/<name>.ckpt`` and its card in
+``models.json``.
 
 The bundled file keeps what inference needs (hyper-parameters, labels, front-end and acoustic-model weights, and
 the operating point ``kws evaluate-stream --tune --save`` wrote into the checkpoint) and drops the optimizer state.
@@ -24,13 +25,12 @@ from pathlib import Path
 
 import torch
 
+from pipeline.files import atomic_path, write_text
+from pipeline.measure import latency_ms
+from pipeline.runtime.bundled import CARDS_FILE, WEIGHTS_DIR, ModelCard, bundled_models
+from pipeline.train.model import DECISION_KEY, INFERENCE, load_model, read_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
-
-from model_zoo import latency_ms  # noqa: E402
-
-from pipeline.bundled import CARDS_FILE, WEIGHTS_DIR, ModelCard, bundled_models  # noqa: E402
-from pipeline.files import atomic_path, write_text  # noqa: E402
-from pipeline.model import DECISION_KEY, INFERENCE, load_model, read_checkpoint  # noqa: E402
 
 MAX_BYTES = 1 << 20  # a bundled model stays under 1 MiB
 

@@ -1,4 +1,4 @@
-"""Accuracy of TTS-trained models on held-out TTS voices and on real speakers (the README's figures).
+"""Accuracy of TTS-trained models on held-out TTS voices and on real speakers (docs/tts_corpus.md's figures).
 
 1. a model trained on the TTS corpus only (``--synth-ckpt``, e.g. the quickstart's, or trained here),
    tested on the corpus's held-out voices, on every real clip, and on the real held-out speakers;
@@ -14,36 +14,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import csv
-import sys
 from pathlib import Path
 
-from pipeline.cli import main as kws
 from pipeline.console import run_script
-
-REPO = Path(__file__).resolve().parents[1]
-# 40 % of the real speakers train, 10 % validate, 50 % test; salted, as the folder's speakers all share one
-# band of the standard hash
-REAL_SPLIT = ["--data.validation_percentage=10", "--data.testing_percentage=50", "--data.hash_salt=resplit:"]
-
-
-def accuracy(ckpt: Path, *data_args: str) -> tuple[float, int]:
-    """Run ``kws test`` and read its confusion matrix back: (accuracy, clips)."""
-    if kws(["test", "--ckpt_path", str(ckpt), *data_args]) != 0:
-        sys.exit(f"kws test failed for {ckpt}")
-    with open(ckpt.parent / "confusion_matrix.csv") as f:
-        rows = [[int(v) for v in row[1:]] for row in list(csv.reader(f))[1:]]
-    total = sum(map(sum, rows))
-    return sum(rows[i][i] for i in range(len(rows))) / max(total, 1), total
-
-
-def train(run: str, *args: str, config: str = "quickstart") -> Path:
-    """Train ``configs/<config>.yaml`` with overrides (resuming an interrupted run); return best.ckpt."""
-    run_dir = Path("runs") / run
-    resume = ["--ckpt_path=last"] if (run_dir / "config.yaml").exists() else []
-    if kws(["fit", "--config", str(REPO / "configs" / f"{config}.yaml"), f"--run={run}", *args, *resume]) != 0:
-        sys.exit(f"training {run} failed")
-    return run_dir / "checkpoints" / "best.ckpt"
+from pipeline.measure import REAL_SPLIT, accuracy, train
 
 
 def main() -> None:

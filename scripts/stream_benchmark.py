@@ -29,7 +29,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.audio import read_audio
 from pipeline.benchmark import (
     ISOLATED,
     NOISE,
@@ -46,12 +45,13 @@ from pipeline.benchmark import (
 )
 from pipeline.console import run_script
 from pipeline.data.streams import read_truth, truth_path
-from pipeline.decision import Settings
 from pipeline.errors import KWSError
 from pipeline.files import write_text
-from pipeline.spotter import open_model
+from pipeline.runtime.audio import read_audio
+from pipeline.runtime.decision import Settings
+from pipeline.runtime.spotter import open_model
+from pipeline.runtime.streaming import Classifier, operating_point, settings_for
 from pipeline.stream_eval import DET_THRESHOLDS, TUNE_PATIENCE, DetPoint, StreamStats, plot_det, tune
-from pipeline.streaming import Classifier, operating_point, settings_for
 
 NEGATIVE_KINDS = (ISOLATED, RUNNING, TTS_SPEECH, NOISE)
 TARGET = "real commands 10 dB"  # the positive stream of the drawn curves
@@ -59,7 +59,7 @@ DEV_SPEAKERS = ("speech_commands_train_speakers", "speech_commands_more_speakers
 
 
 def load(path: str) -> tuple[Classifier, str]:
-    """A model (an export, a checkpoint or a bundled model's name: :func:`~pipeline.spotter.open_model`) and the
+    """A model (an export, a checkpoint or a bundled model's name: :func:`~pipeline.runtime.spotter.open_model`) and the
     file it runs from, which its figures are kept under."""
     model, card = open_model(path)
     return model, str(card.export_path) if card else path

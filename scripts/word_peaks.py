@@ -1,7 +1,7 @@
 """How sure is a model of the command words of a stream? The ceiling of any decision rule on it.
 
 For each command word of each stream (a ``kws make-stream`` WAV with its truth CSV), the windows that hold the
-word's centre are scored (``pipeline.streaming.offline_scores`` at ``--stride-ms``, no smoothing) and two things
+word's centre are scored (``pipeline.runtime.streaming.offline_scores`` at ``--stride-ms``, no smoothing) and two things
 are kept: whether the word's class is the top class of one of them, and its highest probability there. A rule with
 threshold t finds at most the share of words whose peak exceeds t, whatever its smoothing and patience.
 
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import read_audio
 from pipeline.console import run_script
 from pipeline.data.streams import read_truth, truth_path
 from pipeline.errors import KWSError
-from pipeline.spotter import open_model
-from pipeline.streaming import Classifier, offline_scores, windowing_of
+from pipeline.runtime.audio import read_audio
+from pipeline.runtime.spotter import open_model
+from pipeline.runtime.streaming import Classifier, offline_scores, windowing_of
 
 LEVELS = (0.5, 0.7, 0.8, 0.9, 0.95)  # thresholds the peaks are counted above
 STRIDE_MS = 100.0

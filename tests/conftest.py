@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.audio import SAMPLE_RATE, save_audio
-from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.data.speech_commands import NOISE_DIR, SILENCE, TESTING_LIST, UNKNOWN, VALIDATION_LIST
-from pipeline.module import KWSModule
+from pipeline.runtime.audio import SAMPLE_RATE, save_audio
+from pipeline.train.datamodule import SpeechCommandsDataModule
+from pipeline.train.module import KWSModule
 
 WORDS = ["yes", "no", "up", "down"]  # the vocabulary of the `trained` model
 TRAIN_EPOCHS = 12

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from pipeline.augment import AugmentConfig, SpecAugment, SpecAugmentConfig, WaveAugment
-from pipeline.data.datamodule import SpeechCommandsDataModule
+from pipeline.train.augment import AugmentConfig, SpecAugment, SpecAugmentConfig, WaveAugment
+from pipeline.train.datamodule import SpeechCommandsDataModule
 
 
 def test_time_shift_is_bounded_and_keeps_the_signal() -> None:

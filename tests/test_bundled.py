@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 from conftest import one_thread
 
-from pipeline import Spotter, bundled
+from pipeline import Spotter
 from pipeline.arguments import detector_from_args
-from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, read_audio, save_audio
 from pipeline.cli import main
 from pipeline.data import synth
 from pipeline.data.speech_commands import SILENCE, TWELVE_WORDS, make_task
 from pipeline.errors import KWSError
-from pipeline.model import load_model
-from pipeline.onnx_model import OnnxModel
+from pipeline.runtime import bundled
+from pipeline.runtime.audio import CLIP_SAMPLES, SAMPLE_RATE, read_audio, save_audio
+from pipeline.runtime.onnx_model import OnnxModel
+from pipeline.train.model import load_model
 from pipeline.transcribe import build_parser
 
 REPO = Path(__file__).resolve().parents[1]

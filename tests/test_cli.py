@@ -13,8 +13,8 @@ import torch
 from conftest import make_archive
 
 from pipeline.cli import TOOLS, TRAINING, main
-from pipeline.model import load_model
-from pipeline.module import KWSModule
+from pipeline.train.model import load_model
+from pipeline.train.module import KWSModule
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "configs" / "tts_mfcc.yaml")  # an MFCC recipe: the mechanics, fast

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.decision import Decider, Settings, Windowing, decide
 from pipeline.errors import KWSError
+from pipeline.runtime.decision import Decider, Settings, Windowing, decide
 
 LABELS = ["_silence_", "_unknown_", "a", "b", "c"]
 WINDOWING = Windowing.of(16000, 480, 160, 10.0)

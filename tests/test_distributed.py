@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from probes import fingerprint
 
-from pipeline.data.datamodule import SpeechCommandsDataModule
+from pipeline.train.datamodule import SpeechCommandsDataModule
 
 REPO = Path(__file__).resolve().parents[1]
 RANKS, EPOCHS = 2, 2

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import make_corpus
 
-from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.data.download import download_and_extract, sha256_of
 from pipeline.data.speech_commands import scan
 from pipeline.errors import DataError
+from pipeline.train.datamodule import SpeechCommandsDataModule
 
 
 @pytest.fixture()

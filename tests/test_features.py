@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.features import FeatureConfig, FrontEnd
-from pipeline.model import KWSModel
-from pipeline.models import ModelConfig
-from pipeline.onnx_model import OnnxModel
-from pipeline.streaming import FeatureStream
+from pipeline.runtime.onnx_model import OnnxModel
+from pipeline.runtime.streaming import FeatureStream
+from pipeline.train.features import FeatureConfig, FrontEnd
+from pipeline.train.model import KWSModel
+from pipeline.train.models import ModelConfig
 
 # float32 STFT here against librosa in float64: the dB values agree to about 1e-4 dB on these signals
 # (measured); 2e-3 dB leaves room for other BLAS/FFT builds while still catching any change of scale,

@@ -17,12 +17,12 @@ import soundfile as sf
 from conftest import TONE_DETECTOR, WORDS, one_thread, word_sequence
 from rich.console import Console
 
-from pipeline.audio import SAMPLE_RATE, resample
 from pipeline.cli import main as kws
 from pipeline.data.streams import make_stream
 from pipeline.live import HOLD_MS, SILENCE_DB, AudioTap, LiveView, Session, build_parser, dbfs, main, run_demo
-from pipeline.model import load_model
-from pipeline.streaming import Detector
+from pipeline.runtime.audio import SAMPLE_RATE, resample
+from pipeline.runtime.streaming import Detector
+from pipeline.train.model import load_model
 
 FILE_RATE = 44100  # the test stream's rate: the engine resamples, as it would a microphone's
 INTERRUPT_AFTER_S = 1.0  # audio recorded before the simulated Ctrl+C

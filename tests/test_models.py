@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.augment import SpecAugmentConfig
-from pipeline.features import FeatureConfig
-from pipeline.model import KWSModel
-from pipeline.models import ModelConfig, build_model
-from pipeline.module import KWSModule
+from pipeline.train.augment import SpecAugmentConfig
+from pipeline.train.features import FeatureConfig
+from pipeline.train.model import KWSModel
+from pipeline.train.models import ModelConfig, build_model
+from pipeline.train.module import KWSModule
 
 # (model, classes, feature rows per frame, parameters the paper reports)
 PAPER_PARAMS = [
@@ -99,7 +99,7 @@ def test_bad_model_settings_are_explained() -> None:
 
 
 def test_sub_spectral_norm_inference_form_matches_batch_norm() -> None:
-    from pipeline.models.bcresnet import SubSpectralNorm
+    from pipeline.train.models.bcresnet import SubSpectralNorm
 
     torch.manual_seed(0)
     ssn = SubSpectralNorm(4)
@@ -150,8 +150,8 @@ def test_causal_matchboxnet_streams_frame_by_frame_as_it_runs_whole(size: str) -
     """The streaming form, fed any chunking of the frames with its state carried over, gives the frame logits of
     the ordinary run on the whole input; every output frame depends on the past only; and the first window's
     mean is the window classifier's logits (what training sees)."""
-    from pipeline.models.causal import StreamingForm
-    from pipeline.models.matchboxnet import MatchboxNet
+    from pipeline.train.models.causal import StreamingForm
+    from pipeline.train.models.matchboxnet import MatchboxNet
 
     torch.manual_seed(0)
     model = _with_statistics(MatchboxNet(5, 40, size, causal=True))
@@ -181,7 +181,7 @@ def test_causal_matchboxnet_streams_frame_by_frame_as_it_runs_whole(size: str) -
 def test_a_streaming_model_trains_on_clips_heard_after_another() -> None:
     """With ``stream_context`` a causal model's training logits are those the streaming engine gives the clip's
     window in a stream where the batch's previous clip came just before it; without, the clip's own."""
-    from pipeline.streaming import mean_probs, softmax, windowing_of
+    from pipeline.runtime.streaming import mean_probs, softmax, windowing_of
 
     torch.manual_seed(0)
     labels = ["_silence_", "_unknown_", "yes", "no"]

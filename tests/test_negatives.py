@@ -12,16 +12,16 @@ import pytest
 import soundfile as sf
 from conftest import TRAIN_EPOCHS, WORDS, one_thread, tone_word
 
-from pipeline.audio import SAMPLE_RATE, read_audio, save_audio
 from pipeline.cli import main as kws
-from pipeline.data.datamodule import NEGATIVE_STORE, SpeechCommandsDataModule
 from pipeline.data.speech import SOUNDS, SPEECH, sentences, sound
 from pipeline.data.speech_commands import TESTING_LIST, UNKNOWN, VALIDATION_LIST
 from pipeline.data.synth import select_voices
 from pipeline.mining import MARKER, MINED
-from pipeline.model import load_model
-from pipeline.module import KWSModule
-from pipeline.streaming import offline_scores
+from pipeline.runtime.audio import SAMPLE_RATE, read_audio, save_audio
+from pipeline.runtime.streaming import offline_scores
+from pipeline.train.datamodule import NEGATIVE_STORE, SpeechCommandsDataModule
+from pipeline.train.model import load_model
+from pipeline.train.module import KWSModule
 
 VOICES = "espeak-en-029,espeak-en-gb-scotland,espeak-en-us"  # a validation, a test and a training voice
 

@@ -3,7 +3,9 @@ model in a process where PyTorch cannot be imported; bad model files are one sen
 
 from __future__ import annotations
 
+import ast
 import json
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -15,9 +17,10 @@ import pytest
 import torch
 from conftest import TONE_DETECTOR, word_sequence
 
-from pipeline.audio import save_audio
+import pipeline.runtime
 from pipeline.cli import main as kws
-from pipeline.onnx_model import OnnxModel
+from pipeline.runtime.audio import save_audio
+from pipeline.runtime.onnx_model import OnnxModel
 
 TRAINING_STACK = ("torch", "torchaudio", "lightning", "librosa", "torchmetrics", "onnx", "jsonargparse", "matplotlib")
 # runs kws in a process whose imports of the training stack fail, and says whether any got imported anyway
@@ -142,3 +145,39 @@ def test_bad_model_files_are_one_sentence(make, phrase: str, tmp_path: Path) -> 
     save_audio(wav, np.zeros(16000, np.float32))
     proc = kws_without_torch("transcribe", str(wav), "--model", str(path))
     assert proc.returncode == 2 and phrase in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+RUNTIME = Path(pipeline.runtime.__file__).parent
+RUNTIME_MAY_IMPORT = ("pipeline.runtime", "pipeline.errors", "pipeline.files", "pipeline.console")
+CHECKPOINT_LOADER = ("spotter.py", "load_checkpoint", "pipeline.train.model")  # the one way into training (.ckpt)
+
+
+def _imports(tree: ast.AST) -> list[tuple[str, str]]:
+    """Every module an AST imports, with the function it is imported in ("" at module level)."""
+    found = []
+    for scope in [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef))]:
+        name = getattr(scope, "name", "")
+        for node in ast.walk(scope) if name else ast.iter_child_nodes(scope):
+            if isinstance(node, ast.Import):
+                found += [(name, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.append((name, node.module))
+            elif isinstance(node, ast.If) and not name:  # `if TYPE_CHECKING:` blocks at module level
+                found += [("", m) for _, m in _imports(ast.Module(body=node.body, type_ignores=[]))]
+    return found
+
+
+def test_the_runtime_imports_no_training_package_and_nothing_of_training_or_data() -> None:
+    """The runtime's imports, read from its code; then every runtime and data module imported without torch."""
+    files = sorted(RUNTIME.rglob("*.py"))
+    assert {f.name for f in files} >= {"audio.py", "onnx_model.py", "streaming.py", "decision.py", "spotter.py"}
+    for file in files:
+        for function, module in _imports(ast.parse(file.read_text())):
+            top = module.split(".")[0]
+            assert top not in TRAINING_STACK, f"{file.name} imports {module}"
+            if top == "pipeline" and not module.startswith(RUNTIME_MAY_IMPORT):
+                assert (file.name, function, module) == CHECKPOINT_LOADER, f"{file.name}:{function} imports {module}"
+    modules = [f"pipeline.{package}.{m.name}" for package in ("runtime", "data")  # the data generators too
+               for m in pkgutil.iter_modules([str(RUNTIME.parent / package)])]  # fmt: skip
+    loaded = kws_without_torch("--python", f"import importlib; [importlib.import_module(m) for m in {modules!r}]")
+    assert loaded.returncode == 0, loaded.stderr  # and none of the stack got imported on the way (WITHOUT_TORCH)

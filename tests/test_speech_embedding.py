@@ -17,14 +17,14 @@ from conftest import WORDS, word_sequence
 from numpy.lib.stride_tricks import sliding_window_view
 from test_streaming import assert_streams_as_offline
 
-from pipeline.audio import SAMPLE_RATE, save_audio
 from pipeline.cli import main
 from pipeline.data.speech_commands import SILENCE, UNKNOWN
 from pipeline.errors import KWSError
-from pipeline.features import FeatureConfig, FrontEnd
-from pipeline.model import KWSModel, load_model
-from pipeline.models import ModelConfig, speech_embedding
-from pipeline.models.speech_embedding import (
+from pipeline.runtime.audio import SAMPLE_RATE, save_audio
+from pipeline.train.features import FeatureConfig, FrontEnd
+from pipeline.train.model import KWSModel, load_model
+from pipeline.train.models import ModelConfig, speech_embedding
+from pipeline.train.models.speech_embedding import (
     EMBEDDING_DIM,
     EMBEDDING_STRIDE,
     FEATURES,
@@ -34,7 +34,7 @@ from pipeline.models.speech_embedding import (
     WINDOW_FRAMES,  # fmt: skip
     EmbeddingNetwork,
 )
-from pipeline.module import KWSModule
+from pipeline.train.module import KWSModule
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_DIR = "openwakeword/resources/models"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.data.streams import TruthWord
-from pipeline.decision import Detection, Settings
+from pipeline.runtime.decision import Detection, Settings
 from pipeline.stream_eval import DetPoint, ScoredAudio, StreamStats, det_curve, replay, score_stream
 
 VOCABULARY = {"yes", "no"}

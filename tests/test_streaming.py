@@ -18,18 +18,18 @@ import torchaudio
 from conftest import TONE_DETECTOR, WORDS, one_thread, word_sequence
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.audio import SAMPLE_RATE, StreamResampler, load_clip, read_audio, resample, save_audio
 from pipeline.cli import main as kws
 from pipeline.data.speech_commands import SILENCE, UNKNOWN
 from pipeline.data.streams import make_stream, read_truth
-from pipeline.decision import Settings
-from pipeline.features import FeatureConfig
-from pipeline.model import KWSModel, load_model
-from pipeline.models import ModelConfig
-from pipeline.module import KWSModule
-from pipeline.onnx_model import OnnxModel
+from pipeline.runtime.audio import SAMPLE_RATE, StreamResampler, fit_length, read_audio, resample, save_audio
+from pipeline.runtime.decision import Settings
+from pipeline.runtime.onnx_model import OnnxModel
+from pipeline.runtime.streaming import Detector, offline_detect, offline_scores, window_probs
 from pipeline.stream_eval import TUNE_SHOWN, score_stream, vocabulary
-from pipeline.streaming import Detector, offline_detect, offline_scores, window_probs
+from pipeline.train.features import FeatureConfig
+from pipeline.train.model import KWSModel, load_model
+from pipeline.train.models import ModelConfig
+from pipeline.train.module import KWSModule
 
 CHUNKS = (1, 160, 1234, 16000, None)  # None: the whole signal in one push
 TONE_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TONE_DETECTOR.items()]  # the same, as flags
@@ -412,7 +412,7 @@ def test_predict_classifies_clips_as_the_model_does(trained: Path, model: OnnxMo
         rows = list(csv.DictReader(f))
     assert [r["file"] for r in rows] == [*test_clips, str(long)]
     assert list(rows[0])[3:] == model.labels  # one score column per label
-    clips = np.stack([load_clip(r["file"]).numpy() for r in rows])
+    clips = np.stack([fit_length(read_audio(r["file"])) for r in rows])
     expected = window_probs(model, model.features(clips))
     for row, probs in zip(rows, expected):
         scores = [float(row[label]) for label in model.labels]

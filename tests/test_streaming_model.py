@@ -12,13 +12,13 @@ import torch
 from conftest import WORDS, one_thread, word_sequence
 from test_streaming import assert_same, stream_through
 
-from pipeline.audio import SAMPLE_RATE, save_audio
 from pipeline.cli import main as kws
 from pipeline.data.streams import make_stream
-from pipeline.decision import Settings
-from pipeline.model import KWSModel, load_model
-from pipeline.onnx_model import OnnxModel
-from pipeline.streaming import STREAM_STRIDE_MS, Detector, offline_detect, offline_scores, settings_for, softmax
+from pipeline.runtime.audio import SAMPLE_RATE, save_audio
+from pipeline.runtime.decision import Settings
+from pipeline.runtime.onnx_model import OnnxModel
+from pipeline.runtime.streaming import STREAM_STRIDE_MS, Detector, offline_detect, offline_scores, settings_for, softmax
+from pipeline.train.model import KWSModel, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 SEQUENCE = ["up", "yes", "down", "no"]

@@ -14,9 +14,9 @@ import pytest
 import soundfile as sf
 
 from pipeline import cli
-from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE
 from pipeline.data import synth
 from pipeline.data.speech_commands import NOISE_DIR, TESTING_LIST, VALIDATION_LIST, WORDS_V2, scan, speaker_of
+from pipeline.runtime.audio import CLIP_SAMPLES, SAMPLE_RATE
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("espeak-ng") and shutil.which("flite")),
@@ -313,8 +313,8 @@ def test_a_short_training_run_generalises_to_held_out_voices(tmp_path: Path) -> 
     import lightning as L
     from conftest import one_thread
 
-    from pipeline.data.datamodule import SpeechCommandsDataModule
-    from pipeline.module import KWSModule
+    from pipeline.train.datamodule import SpeechCommandsDataModule
+    from pipeline.train.module import KWSModule
 
     root = synth.synthesize(LEARN_WORDS, tmp_path / "corpus", clips_per_voice=2, seed=0, jobs=2)
     L.seed_everything(0, verbose=False)

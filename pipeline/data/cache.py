@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, fit_length, read_audio
 from pipeline.errors import AudioError
 from pipeline.files import atomic_path, write_text
+from pipeline.runtime.audio import CLIP_SAMPLES, SAMPLE_RATE, fit_length, read_audio
 
 CACHE_FORMAT = 1  # bump when the stored layout changes
 CHUNK = 64

@@ -1,6 +1,6 @@
 """Folders of negative audio (files of any length without command words said alone): which files, and their split.
 
-Shared by training (``data.negatives``, :mod:`pipeline.data.datamodule`) and mining (:mod:`pipeline.mining`), so
+Shared by training (``data.negatives``, :mod:`pipeline.train.datamodule`) and mining (:mod:`pipeline.mining`), so
 that a file is in the same split for both: the folder's list files when present, else the speaker hash.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.audio import AUDIO_SUFFIXES
 from pipeline.data.speech_commands import NOISE_DIR, TESTING_LIST, VALIDATION_LIST, speaker_of, which_set
+from pipeline.runtime.audio import AUDIO_SUFFIXES
 
 VALIDATION_PERCENTAGE, TESTING_PERCENTAGE = 10.0, 10.0  # the speaker hash's shares, as for clips
 

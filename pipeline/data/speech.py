@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import SAMPLE_RATE, save_audio
 from pipeline.console import console
 from pipeline.data.speech_commands import TESTING_LIST, VALIDATION_LIST
 from pipeline.data.synth import (
@@ -46,6 +45,7 @@ from pipeline.data.synth import (
 )
 from pipeline.errors import DataError
 from pipeline.files import write_text
+from pipeline.runtime.audio import SAMPLE_RATE, save_audio
 
 SENTENCES_FILE = Path(__file__).with_name("sentences.txt")  # see its header
 SPEECH, SOUNDS = "_speech_", "_sounds_"  # the corpus's two folders

@@ -15,11 +15,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.audio import AUDIO_SUFFIXES
 from pipeline.errors import DataError
+from pipeline.runtime.audio import AUDIO_SUFFIXES
+from pipeline.runtime.labels import SILENCE, UNKNOWN, is_word  # noqa: F401 (the corpus code's labels too)
 
-SILENCE = "_silence_"
-UNKNOWN = "_unknown_"
 NOISE_DIR = "_background_noise_"
 VALIDATION_LIST = "validation_list.txt"
 TESTING_LIST = "testing_list.txt"
@@ -34,11 +33,6 @@ WORDS = {1: WORDS_V1, 2: WORDS_V2}
 
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # from the dataset's README: keeps the hash split stable as files are added
 SPLITS = ("train", "validation", "test")
-
-
-def is_word(label: str) -> bool:
-    """Whether a label is a spoken word: ``_silence_``, ``_unknown_`` and any other ``_`` label are classes."""
-    return not label.startswith("_")
 
 
 def speaker_of(filename: str) -> str:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import SAMPLE_RATE, read_audio, save_audio
 from pipeline.console import console
 from pipeline.data.speech_commands import NOISE_DIR, SILENCE, SPLITS, audio_files, scan
 from pipeline.errors import KWSError
 from pipeline.files import write_text
+from pipeline.runtime.audio import SAMPLE_RATE, read_audio, save_audio
 
 MINUTES = 10.0  # default stream length
 GAP_SECONDS = (1.0, 3.0)  # silence between one word's end and the next word's start, uniform

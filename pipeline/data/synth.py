@@ -73,11 +73,11 @@ import numpy as np
 import soundfile as sf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, read_audio, resample, save_audio
 from pipeline.console import console, warn
 from pipeline.data.speech_commands import NOISE_DIR, TESTING_LIST, VALIDATION_LIST, WORDS_V2, audio_files
 from pipeline.errors import DataError
 from pipeline.files import write_text
+from pipeline.runtime.audio import CLIP_SAMPLES, SAMPLE_RATE, read_audio, resample, save_audio
 
 if TYPE_CHECKING:
     from piper.config import PiperConfig
@@ -638,7 +638,7 @@ def synthesize(
         jobs: Worker processes (default: one per CPU).
         voices: Globs over voice ids (``all`` for every voice); ``None`` takes :func:`default_voices`.
         noise_dir: A folder of real noise recordings for ``_background_noise_`` instead of the generated coloured
-            noise; the babble is kept beside them (without it real speakers lost 6-8 points, README).
+            noise; the babble is kept beside them (without it real speakers lost 6-8 points, docs/tts_corpus.md).
         styles: Speaking styles (keys of ``STYLES``) that each clip draws one of.
         pitch_spread: How far each clip's pitch is drawn from the voice's own, 0-1 (see :class:`Say`).
 
@@ -679,7 +679,7 @@ def synthesize(
     noise = out / NOISE_DIR
     talkers = [v for v in chosen if v.split == "train"] or chosen  # held-out voices stay unheard in training
     make = functools.partial(render_noise, voices=talkers, avoid=words, seed=seed)
-    generated = (BABBLE,) if noise_files else (BABBLE, *COLORS)  # the babble stays beside real noise (README)
+    generated = (BABBLE,) if noise_files else (BABBLE, *COLORS)  # babble stays beside real noise (docs/tts_corpus.md)
     noise_jobs = {noise / f"{kind}.wav": functools.partial(make, kind=kind) for kind in generated}
     noise_jobs |= {noise / f"{p.stem}.wav": functools.partial(_convert, p) for p in noise_files}  # theirs win a name
     todo = [(1, functools.partial(job, path)) for path, job in noise_jobs.items() if not path.exists()]

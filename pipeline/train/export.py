@@ -2,7 +2,7 @@
 
 The file holds the front end (from raw samples at the model's rate, its STFT as a convolution that ONNX
 Runtime runs fast) and the acoustic model, with the labels and front-end settings in its metadata
-(:meth:`pipeline.model.KWSModel.to_onnx`). The export checks itself: the file's window scores must equal the
+(:meth:`pipeline.train.model.KWSModel.to_onnx`). The export checks itself: the file's window scores must equal the
 checkpoint's within ``TOLERANCE`` on random and on speech-like audio, or the command fails. ``--int8`` also
 writes ONNX Runtime's dynamic int8 quantization of the acoustic model and prints how much it changes.
 """
@@ -17,16 +17,15 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.audio import clip_samples, fit_length, read_audio
-from pipeline.bundled import resolve_model
 from pipeline.console import console
 from pipeline.data.speech_commands import SILENCE, UNKNOWN, scan
-from pipeline.decision import STRIDE_MS
 from pipeline.errors import AudioError, KWSError, first_line
 from pipeline.files import atomic_path
-from pipeline.model import KWSModel, load_model
-from pipeline.onnx_model import OnnxModel
-from pipeline.streaming import (
+from pipeline.runtime.audio import clip_samples, fit_length, read_audio
+from pipeline.runtime.bundled import resolve_model
+from pipeline.runtime.decision import STRIDE_MS
+from pipeline.runtime.onnx_model import OnnxModel
+from pipeline.runtime.streaming import (
     Classifier,
     is_streaming,
     mean_probs,
@@ -35,6 +34,7 @@ from pipeline.streaming import (
     window_probs,
     windowing_of,
 )
+from pipeline.train.model import KWSModel, load_model
 
 TOLERANCE = 1e-3  # largest difference of any window's softmax score between the checkpoint and its export
 CHECK_SECONDS = 8.0  # length of each self-check signal

@@ -16,8 +16,8 @@ import torchaudio.functional as AF
 import torchaudio.transforms as T
 from torch import Tensor, nn
 
-from pipeline.audio import SAMPLE_RATE, frame_count
 from pipeline.errors import KWSError
+from pipeline.runtime.audio import SAMPLE_RATE, frame_count
 
 WINDOW_MS = 30.0
 HOP_MS = 10.0
@@ -151,7 +151,7 @@ class FrontEnd(nn.Module):
         """The mel power spectrum as ONNX exports it fast (ONNX Runtime's STFT has no fast path for 480-point
         frames): frames cut from blocks of ``gcd(frame, hop)`` samples, then :func:`_power_spectrum`; the same
         values as ``melspec`` to float rounding. The audio must hold a whole number of frames,
-        ``(frames - 1) * hop + frame`` samples (:class:`~pipeline.onnx_model.OnnxModel` cuts it so)."""
+        ``(frames - 1) * hop + frame`` samples (:class:`~pipeline.runtime.onnx_model.OnnxModel` cuts it so)."""
         size = math.gcd(self.win_length, self.hop_length)
         per_frame, per_hop = self.win_length // size, self.hop_length // size
         blocks = waveform.reshape(waveform.size(0), -1, size)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.errors import KWSError
-from pipeline.features import FeatureConfig
+from pipeline.train.features import FeatureConfig
 
 FEATURES = FeatureConfig(kind="logmel", window_ms=25.0, hop_ms=10.0, n_fft=512, n_mels=32, f_min=60.0, f_max=3800.0)
 PACKAGE, WEIGHTS_FILE = "openwakeword", "openwakeword/resources/models/embedding_model.onnx"

@@ -13,14 +13,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from pipeline.audio import CLIP_SAMPLES, SAMPLE_RATE, clip_samples, read_audio
-from pipeline.augment import AugmentConfig, WaveAugment
 from pipeline.console import warn
 from pipeline.data.cache import LongStore, decode_files, decode_long
 from pipeline.data.download import download_and_extract
 from pipeline.data.negatives import file_split, negative_files
 from pipeline.data.speech_commands import SILENCE, SPLITS, UNKNOWN, Corpus, Task, audio_files, is_word, make_task, scan
 from pipeline.errors import AudioError, DataError
+from pipeline.runtime.audio import CLIP_SAMPLES, SAMPLE_RATE, clip_samples, read_audio
+from pipeline.train.augment import AugmentConfig, WaveAugment
 
 SILENCE_STORE = -1  # store index of generated silence clips
 NEGATIVE_STORE = -2  # store index of windows cut from the negative audio

@@ -1,9 +1,9 @@
 """Models that ship inside the package, so that ``kws transcribe`` and the microphone demo work at once.
 
-Each bundled model is an inference-only checkpoint in ``pipeline/weights/`` (hyper-parameters and the front end's
-and acoustic model's weights, as ``kws fit`` writes them, without optimizer state), its ``kws export`` (what
+Each bundled model is an inference-only checkpoint in ``pipeline/runtime/weights/`` (hyper-parameters and the front
+end's and acoustic model's weights, as ``kws fit`` writes them, without optimizer state), its ``kws export`` (what
 the torch-free runtime runs), and a card in
-``pipeline/weights/models.json``: what it recognises, how it was trained, and its figures measured by
+``pipeline/runtime/weights/models.json``: what it recognises, how it was trained, and its figures measured by
 ``scripts/crossval.py`` on real speakers it never heard. ``scripts/ship_model.py`` writes both.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 from rich.table import Table
 
 from pipeline.console import console
-from pipeline.decision import Settings
 from pipeline.errors import KWSError
+from pipeline.runtime.decision import Settings
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 CARDS_FILE = WEIGHTS_DIR / "models.json"
@@ -30,8 +30,8 @@ class ModelCard:
 
     Args:
         name: What ``--ckpt`` accepts instead of a path.
-        file: Checkpoint file in ``pipeline/weights/``.
-        export: Its ``kws export`` in ``pipeline/weights/``.
+        file: Checkpoint file in ``pipeline/runtime/weights/``.
+        export: Its ``kws export`` in ``pipeline/runtime/weights/``.
         about: One line: task and architecture.
         labels: Class names in output order.
         params: Parameters of the acoustic model.
@@ -48,8 +48,8 @@ class ModelCard:
         default: The model used when no ``--ckpt`` is given.
         running_speech_false_accepts_per_hour: False accepts per hour on unseen real running speech, at the
             operating point (None: not measured).
-        decision: The operating point the model carries (:meth:`pipeline.decision.Settings.to_dict`); older cards
-            give the threshold alone.
+        decision: The operating point the model carries (:meth:`pipeline.runtime.decision.Settings.to_dict`);
+            older cards give the threshold alone.
     """
 
     name: str

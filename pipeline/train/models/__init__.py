@@ -9,13 +9,13 @@ from typing import Literal
 from torch import Tensor, nn
 
 from pipeline.errors import KWSError
-from pipeline.features import FeatureConfig
-from pipeline.models.bcresnet import BCResNet
-from pipeline.models.dscnn import DSCNN
-from pipeline.models.matchboxnet import MatchboxNet
-from pipeline.models.speech_embedding import FEATURES as EMBEDDING_FEATURES
-from pipeline.models.speech_embedding import SpeechEmbedding
-from pipeline.models.tcresnet import TCResNet
+from pipeline.train.features import FeatureConfig
+from pipeline.train.models.bcresnet import BCResNet
+from pipeline.train.models.dscnn import DSCNN
+from pipeline.train.models.matchboxnet import MatchboxNet
+from pipeline.train.models.speech_embedding import FEATURES as EMBEDDING_FEATURES
+from pipeline.train.models.speech_embedding import SpeechEmbedding
+from pipeline.train.models.tcresnet import TCResNet
 
 MODELS: dict[str, type[nn.Module]] = {
     "bcresnet": BCResNet, "dscnn": DSCNN, "tcresnet": TCResNet, "matchboxnet": MatchboxNet,
@@ -33,14 +33,14 @@ class ModelConfig:
         name: ``bcresnet`` (Kim et al. 2021), ``dscnn`` (Zhang et al. 2017), ``tcresnet`` (Choi et al. 2019),
             ``matchboxnet`` (Majumdar and Ginsburg 2020) or ``speech_embedding`` (Google's pretrained speech
             embedding, frozen, under a trained classifier, as openWakeWord; Lin et al. 2020): it reads only its own
-            32-band log-mel front end (:data:`pipeline.models.speech_embedding.FEATURES`).
+            32-band log-mel front end (:data:`pipeline.train.models.speech_embedding.FEATURES`).
         width: BC-ResNet width tau: 1, 1.5, 2, 3, 6 or 8.
         size: Variant of the other families: DS-CNN ``s``/``m``/``l`` (default ``s``), TC-ResNet
             ``8``/``14``/``8-1.5``/``14-1.5`` (default ``8``), MatchboxNet ``BxRxC`` (default ``3x1x64``).
         dropout: Dropout of DS-CNN, TC-ResNet, MatchboxNet and the speech embedding's classifier (default: each
             model's own).
         causal: Streaming form (MatchboxNet only): convolutions over time see only the past, so the streaming
-            engine computes each frame once and decides every 10-20 ms (:mod:`pipeline.models.causal`).
+            engine computes each frame once and decides every 10-20 ms (:mod:`pipeline.train.models.causal`).
         cmn: Cepstral mean normalisation of each window (:class:`WindowCMN`) before the model: what a voice, a
             microphone or a room adds to every frame's log spectrum is taken away. Window models only.
     """

@@ -2,24 +2,24 @@
 
 **Windows.** The model classifies 1 s windows (98 frames of 10 ms at the defaults); window ``i`` of a stream
 covers samples ``[i * S, i * S + W)``, where the stride ``S`` is a whole number of feature hops, so every window
-is a run of consecutive front-end frames (:class:`~pipeline.decision.Windowing`). :class:`Detector` computes
+is a run of consecutive front-end frames (:class:`~pipeline.runtime.decision.Windowing`). :class:`Detector` computes
 each frame once (:class:`FeatureStream`), keeps the frames that later windows still need, and sends every
 window a pushed chunk completes to the model in batches of at most ``max_batch``. State is bounded by one
 window plus the chunk being processed: memory does not grow with the stream. The words come from the decision
-rule of :mod:`pipeline.decision`.
+rule of :mod:`pipeline.runtime.decision`.
 
 **End of stream.** :meth:`Detector.flush` pads with zeros up to the end of the next window (a stream shorter
 than one window becomes exactly one zero-padded window), then ``K - 1`` strides more so that the moving
 average of the last real window is complete, and emits any pending word.
 
-**Resampling.** Audio at another rate goes through :class:`~pipeline.audio.StreamResampler`, which gives the
+**Resampling.** Audio at another rate goes through :class:`~pipeline.runtime.audio.StreamResampler`, which gives the
 same samples whatever the chunking (only the length of the last block may differ by one sample).
 
 **Models.** Anything with the :class:`Classifier` interface: the PyTorch model of a checkpoint
-(:class:`~pipeline.model.KWSModel`) or an exported ONNX model (:class:`~pipeline.onnx_model.OnnxModel`), which
-runs without PyTorch.
+(:class:`~pipeline.train.model.KWSModel`) or an exported ONNX model
+(:class:`~pipeline.runtime.onnx_model.OnnxModel`), which runs without PyTorch.
 
-**Streaming models** (causal, ``model.causal``; :mod:`pipeline.models.causal`) run frame by frame instead: each
+**Streaming models** (causal, ``model.causal``; :mod:`pipeline.train.models.causal`) run frame by frame instead: each
 new frame goes once through the model, which keeps its layers' past frames as state, and gives that frame's
 logits; a window's logits are the mean of its frames' logits. A window then costs a mean, not a model run, so
 such a model decides every ``STREAM_STRIDE_MS`` by default. The reference is the model's ordinary
@@ -34,8 +34,9 @@ from typing import Protocol, TypeGuard
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.audio import SAMPLE_RATE, StreamResampler, frame_count, resample, to_mono
-from pipeline.decision import (
+from pipeline.errors import KWSError
+from pipeline.runtime.audio import SAMPLE_RATE, StreamResampler, frame_count, resample, to_mono
+from pipeline.runtime.decision import (
     OPERATING_POINT,
     PATIENCE,
     SMOOTH_MS,
@@ -48,7 +49,6 @@ from pipeline.decision import (
     Windowing,
     decide,
 )
-from pipeline.errors import KWSError
 
 MAX_BATCH = 32  # windows per model call: on one CPU thread the cost per window is lowest near 32
 STREAM_STRIDE_MS = 10.0  # default decision step of a streaming model: one feature hop
@@ -186,15 +186,15 @@ class Detector:
     (:func:`settings_for`).
 
     Args:
-        model: A trained model (:class:`Classifier`): :func:`~pipeline.model.load_model`'s or an
-            :class:`~pipeline.onnx_model.OnnxModel`.
+        model: A trained model (:class:`Classifier`): :func:`~pipeline.train.model.load_model`'s or an
+            :class:`~pipeline.runtime.onnx_model.OnnxModel`.
         threshold: Smoothed score a word must exceed.
         stride_ms: Step between model windows; a multiple of the feature hop (default:
             :func:`default_stride_ms`).
         smooth_ms: Span of the moving average of model outputs.
         suppression_ms: Refractory period after an emitted word.
         hold_ms: Longest wait between deciding a word and emitting it (None: until its run ends; see
-            :mod:`pipeline.decision`).
+            :mod:`pipeline.runtime.decision`).
         max_batch: Most windows per model call.
         patience: Consecutive windows whose raw top class must be the word.
 
@@ -332,7 +332,7 @@ def offline_detect(
     model: Classifier, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, settings: Settings | None = None
 ) -> list[Detection]:
     """The offline reference detections of a whole signal: :func:`offline_scores`, then
-    :func:`~pipeline.decision.decide`. The whole signal is resampled at once."""
+    :func:`~pipeline.runtime.decision.decide`. The whole signal is resampled at once."""
     settings = settings or settings_for(model)
     audio = resample(_as_mono(audio), sample_rate, model.sample_rate)
     probs = offline_scores(model, audio, settings.stride_ms, settings.smooth_windows - 1)

@@ -1,11 +1,11 @@
 """An exported model run by ONNX Runtime: the inference path without PyTorch (numpy and onnxruntime only).
 
-``kws export`` (:meth:`pipeline.model.KWSModel.to_onnx`) writes one ONNX file with two paths through its graph:
+``kws export`` (:meth:`pipeline.train.model.KWSModel.to_onnx`) writes one ONNX file with two paths through its graph:
 ``audio`` -> ``features`` (the front end) and ``windows`` -> ``logits`` (the acoustic model), and the labels and
 front-end settings in its metadata. :class:`OnnxModel` asks for one path at a time (feeding the others an
 empty input), so that the streaming engine computes every frame once and each window costs only the
 acoustic model. A streaming (causal) model has a third path, its step function: ``frames`` and ``state`` ->
-``frame_logits`` and ``next_state`` (:mod:`pipeline.models.causal`).
+``frame_logits`` and ``next_state`` (:mod:`pipeline.train.models.causal`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import frame_count
 from pipeline.errors import KWSError, first_line
+from pipeline.runtime.audio import frame_count
 
 FORMAT = 1  # version of the metadata layout below
 OPSET = 17
@@ -29,7 +29,7 @@ RUNTIMES = ("onnx", "torch")  # how a checkpoint runs: exported to ONNX Runtime 
 
 
 class OnnxModel:
-    """A ``kws export`` model with the streaming engine's interface (:class:`~pipeline.streaming.Classifier`).
+    """A ``kws export`` model with the streaming engine's interface (:class:`~pipeline.runtime.streaming.Classifier`).
 
     Args:
         source: The ``.onnx`` file, or its bytes.

@@ -1,6 +1,6 @@
 """The decision rule: from the softmax outputs of successive 1 s windows to words with times.
 
-Shared by the streaming engine (:mod:`pipeline.streaming`, any runtime) and the offline reference; numpy only.
+Shared by the streaming engine (:mod:`pipeline.runtime.streaming`, any runtime) and the offline reference; numpy only.
 
 **Windows.** Window ``i`` of a stream covers samples ``[i * S, i * S + W)``, where ``W`` is one window and the
 stride ``S`` is a whole number of feature hops (:class:`Windowing`).
@@ -26,7 +26,7 @@ as well as it is classified; its span is the window.
 
 **Operating point.** A model may carry the settings it was tuned at (:class:`Settings`' ``to_dict``, stored in a
 checkpoint under ``kws_decision`` and in an export's metadata under ``decision``); the doors use them unless
-told otherwise (:func:`pipeline.streaming.settings_for`).
+told otherwise (:func:`pipeline.runtime.streaming.settings_for`).
 
 **Word times.** A word lies inside every window that recognises it, hence inside their intersection. While a
 word is pending, the engine follows its *run*: the consecutive windows whose raw (unsmoothed) top class is the
@@ -59,9 +59,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.audio import CLIP_SECONDS, clip_samples, frame_count
-from pipeline.data.speech_commands import is_word
 from pipeline.errors import KWSError
+from pipeline.runtime.audio import CLIP_SECONDS, clip_samples, frame_count
+from pipeline.runtime.labels import is_word
 
 # Defaults, tuned with `kws evaluate-stream --tune` (pipeline.stream_eval.tune) on a 10-minute development stream
 # of speech, `kws make-stream --source data/synth_gsc12 --split validation`: the quickstart corpus's validation

@@ -11,7 +11,7 @@ import torchaudio.functional as F
 import torchaudio.transforms as T
 from torch import Tensor, nn
 
-from pipeline.audio import SAMPLE_RATE
+from pipeline.runtime.audio import SAMPLE_RATE
 
 SPEED_STEP = 0.05  # speed factors are drawn on this grid, so each batch needs a handful of cheap resampling kernels
 WARP_N_FFT = 512  # STFT of the vocal-tract-length warp: 32 ms Hann windows at 16 kHz, 31 Hz bins ...

@@ -24,13 +24,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from pipeline.bundled import WEIGHTS_DIR, resolve_model
 from pipeline.console import console
-from pipeline.data.datamodule import SpeechCommandsDataModule
 from pipeline.errors import KWSError
 from pipeline.files import atomic_path
-from pipeline.model import INFERENCE, read_checkpoint
-from pipeline.module import KWSModule
+from pipeline.runtime.bundled import WEIGHTS_DIR, resolve_model
+from pipeline.train.datamodule import SpeechCommandsDataModule
+from pipeline.train.model import INFERENCE, read_checkpoint
+from pipeline.train.module import KWSModule
 
 RUNS_DIR = Path("runs")
 CONFIG_FILE = "config.yaml"

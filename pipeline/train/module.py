@@ -12,13 +12,13 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from pipeline.augment import SpecAugment, SpecAugmentConfig
 from pipeline.console import console
 from pipeline.errors import DataError
-from pipeline.features import FeatureConfig
-from pipeline.model import KWSModel
-from pipeline.models import ModelConfig
-from pipeline.report import print_report, write_confusion
+from pipeline.train.augment import SpecAugment, SpecAugmentConfig
+from pipeline.train.features import FeatureConfig
+from pipeline.train.model import KWSModel
+from pipeline.train.models import ModelConfig
+from pipeline.train.report import print_report, write_confusion
 
 C = TypeVar("C")
 

@@ -1,15 +1,13 @@
 """Audio constants and I/O: every door reads audio through these functions.
 
 Decoding is done with soundfile (libsndfile); resampling with torchaudio's band-limited sinc kernel, here in
-numpy (:class:`StreamResampler`), so that the inference path needs no PyTorch. Only :func:`load_audio`,
-:func:`load_clip`, which hand tensors to training, import torch.
+numpy (:class:`StreamResampler`), so that the inference path needs no PyTorch: nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
@@ -17,9 +15,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline.errors import AudioError, first_line
 from pipeline.files import atomic_path
-
-if TYPE_CHECKING:
-    import torch
 
 SAMPLE_RATE = 16000  # Hz, the rate of Speech Commands and of every model here
 CLIP_SECONDS = 1.0
@@ -150,27 +145,13 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     return resample(np.ascontiguousarray(to_mono(data)), sr, sample_rate)
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """:func:`read_audio` as a tensor."""
-    import torch
-
-    return torch.from_numpy(read_audio(path, sample_rate))
-
-
 def fit_length(audio: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
     """Zero-pad at the end or crop the end so the last axis has ``length`` samples."""
     return np.pad(audio[..., :length], [(0, 0)] * (audio.ndim - 1) + [(0, max(0, length - audio.shape[-1]))])
 
 
-def load_clip(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, length: int = CLIP_SAMPLES) -> torch.Tensor:
-    """Read a file as a fixed-length mono clip (padded or cropped to ``length``), as a tensor."""
-    import torch
-
-    return torch.from_numpy(fit_length(read_audio(path, sample_rate), length))
-
-
-def save_audio(path: str | os.PathLike, audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write a 16-bit PCM WAV file atomically."""
+def save_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write a 16-bit PCM WAV file atomically (a torch tensor is taken too)."""
     if hasattr(audio, "detach"):  # a tensor
         audio = audio.detach().cpu().numpy()
     with atomic_path(path) as tmp:

@@ -1,7 +1,7 @@
 """The Python API: one small class a program uses in three lines, on the same engine as every ``kws`` command.
 
 A :class:`Spotter` holds a model (the bundled one, a ``kws fit`` checkpoint or a ``kws export`` ONNX file) and a
-streaming :class:`~pipeline.streaming.Detector` at the model's own operating point. ``feed`` takes chunks of any
+streaming :class:`~pipeline.runtime.streaming.Detector` at the model's own operating point. ``feed`` takes chunks of any
 length as they arrive (a microphone, a socket), ``transcribe`` a whole file (the words ``kws transcribe``
 prints), ``classify`` one clip (the scores ``kws predict`` prints). An exported or bundled model runs without
 PyTorch.
@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pipeline.audio import SAMPLE_RATE, clip_samples, fit_length, open_audio, read_audio, resample, to_mono
-from pipeline.bundled import ModelCard, resolve_model
 from pipeline.console import warn
-from pipeline.decision import Detection
 from pipeline.errors import TRAINING_STACK, AudioError, KWSError, first_line
-from pipeline.onnx_model import RUNTIMES, OnnxModel
-from pipeline.streaming import Classifier, Detector, window_probs
+from pipeline.runtime.audio import SAMPLE_RATE, clip_samples, fit_length, open_audio, read_audio, resample, to_mono
+from pipeline.runtime.bundled import ModelCard, resolve_model
+from pipeline.runtime.decision import Detection
+from pipeline.runtime.onnx_model import RUNTIMES, OnnxModel
+from pipeline.runtime.streaming import Classifier, Detector, window_probs
 
 STDIN = "-"
 CHUNK_SAMPLES = 102400  # frames read per block: 6.4 s at 16 kHz, one full model batch (32 strides) per block
@@ -46,13 +46,13 @@ SETTINGS = ("threshold", "stride_ms", "smooth_ms", "suppression_ms", "hold_ms", 
 
 
 def load_checkpoint(path: str, runtime: str) -> Classifier:
-    """A ``kws fit`` checkpoint through :func:`pipeline.model.load_model`, which needs PyTorch.
+    """A ``kws fit`` checkpoint through :func:`pipeline.train.model.load_model`, which needs PyTorch.
 
     Raises:
         KWSError: PyTorch is not installed, or the checkpoint cannot be used.
     """
     try:
-        from pipeline.model import load_model
+        from pipeline.train.model import load_model
     except ImportError:
         raise KWSError(f"a .ckpt checkpoint needs PyTorch ({TRAINING_STACK}); an exported .onnx model does not: "
                        "give it with --model") from None  # fmt: skip
@@ -160,9 +160,9 @@ class Spotter:
 
     Args:
         model: An exported model (``.onnx``), a checkpoint (``.ckpt``), a bundled model's name (``kws models``), a
-            loaded :class:`~pipeline.streaming.Classifier`, or None for the default bundled model.
+            loaded :class:`~pipeline.runtime.streaming.Classifier`, or None for the default bundled model.
         runtime: How a checkpoint runs: ``"onnx"`` or ``"torch"`` (default: ``"onnx"``).
-        **settings: Decision settings of :class:`~pipeline.streaming.Detector` (``threshold``, ``stride_ms``,
+        **settings: Decision settings of :class:`~pipeline.runtime.streaming.Detector` (``threshold``, ``stride_ms``,
             ``smooth_ms``, ``suppression_ms``, ``hold_ms``, ``patience``); each left out takes the model's own
             operating point, else the engine's default.
 

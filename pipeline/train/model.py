@@ -1,9 +1,9 @@
 """The model: a checkpoint's front end, acoustic model and labels, one definition for every door.
 
-:class:`KWSModel` builds the front end and the acoustic model; the training :class:`~pipeline.module.KWSModule`
+:class:`KWSModel` builds the front end and the acoustic model; the training :class:`~pipeline.train.module.KWSModule`
 holds one under the same weight names, :func:`load_model` reads a ``kws fit`` checkpoint into one (checked by
 :func:`read_checkpoint`), and :meth:`KWSModel.to_onnx` exports it for the torch-free runtime
-(:class:`~pipeline.onnx_model.OnnxModel`).
+(:class:`~pipeline.runtime.onnx_model.OnnxModel`).
 """
 
 from __future__ import annotations
@@ -21,22 +21,22 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipeline.audio import clip_samples
 from pipeline.errors import KWSError, first_line
-from pipeline.features import FeatureConfig, FrontEnd
-from pipeline.models import ModelConfig, build_model, check_features
-from pipeline.models.causal import StreamingForm
-from pipeline.onnx_model import FORMAT, INPUTS, OPSET, OUTPUTS, RUNTIMES, OnnxModel
+from pipeline.runtime.audio import clip_samples
+from pipeline.runtime.onnx_model import FORMAT, INPUTS, OPSET, OUTPUTS, RUNTIMES, OnnxModel
+from pipeline.train.features import FeatureConfig, FrontEnd
+from pipeline.train.models import ModelConfig, build_model, check_features
+from pipeline.train.models.causal import StreamingForm
 
 INFERENCE = ("front_end", "encoder")  # the parts of a KWSModule's state dict that inference uses
-DECISION_KEY = "kws_decision"  # where a checkpoint keeps its operating point (pipeline.decision)
+DECISION_KEY = "kws_decision"  # where a checkpoint keeps its operating point (pipeline.runtime.decision)
 
 
 class KWSModel(nn.Module):
     """Front end, acoustic model and labels: ``(batch, samples)`` audio -> ``(batch, n_classes)`` logits.
 
     Besides ``forward``, it offers the numpy interface of the streaming engine
-    (:class:`~pipeline.streaming.Classifier`) and :meth:`to_onnx`. A causal encoder (``model.causal``) is
+    (:class:`~pipeline.runtime.streaming.Classifier`) and :meth:`to_onnx`. A causal encoder (``model.causal``) is
     ``streaming``: the engine then runs it frame by frame (:meth:`frame_logits`) instead of window by window.
 
     Args:
@@ -102,7 +102,7 @@ class KWSModel(nn.Module):
         Inputs ``audio`` ``(batch, samples)`` and ``windows`` ``(batch, n_features, frames)``; outputs
         ``features`` (of ``audio``) and ``logits`` (of ``windows``). The two halves are separate paths through
         the graph, so that a stream's frames are computed once and each window then costs only the encoder
-        (:class:`~pipeline.onnx_model.OnnxModel` asks for one path at a time). A streaming model has a third
+        (:class:`~pipeline.runtime.onnx_model.OnnxModel` asks for one path at a time). A streaming model has a third
         path, its step function: ``frames`` ``(batch, n_features, T)`` and ``state`` -> ``frame_logits``
         ``(batch, T, n_classes)`` and ``next_state``.
         """

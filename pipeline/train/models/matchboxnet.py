@@ -8,7 +8,7 @@ import re
 from torch import Tensor, nn
 
 from pipeline.errors import KWSError
-from pipeline.models.causal import CausalConv1d
+from pipeline.train.models.causal import CausalConv1d
 
 SIZE_PATTERN = re.compile(r"(\d+)x(\d+)x(\d+)")  # blocks x sub-blocks x channels, e.g. 3x1x64
 PROLOGUE_CHANNELS, PROLOGUE_KERNEL = 128, 11
@@ -54,7 +54,7 @@ class MatchboxNet(nn.Module):
         size: ``BxRxC``, default ``3x1x64``; the paper's variants are ``3x1x64``, ``3x2x64`` and ``6x2x64``.
         dropout: Dropout after each sub-block.
         causal: Convolutions over time see only the past (padded on the left), so that the model runs frame by
-            frame on a stream (:class:`~pipeline.models.causal.StreamingForm`); the paper's are centred
+            frame on a stream (:class:`~pipeline.train.models.causal.StreamingForm`); the paper's are centred
             (0.54 s of look-ahead at ``3x1x64``).
 
     Example:
