@@ -22,8 +22,8 @@ import numpy as np
 
 from pipeline.data.streams import TruthWord
 from pipeline.errors import KWSError
-from pipeline.live import BLOCK_MS, QUEUE_SECONDS, AudioTap, FileSource, Heard, Session
 from pipeline.runtime.audio import CLIP_SAMPLES, SAMPLE_RATE
+from pipeline.runtime.capture import BLOCK_MS, QUEUE_SECONDS, AudioTap, FileSource, Heard, Session
 from pipeline.runtime.streaming import Classifier, Detector, window_probs
 
 LATENCY_RUNS, LATENCY_WARMUP = 200, 20  # timed and untimed windows of latency_ms

@@ -30,9 +30,9 @@ import numpy as np
 
 from pipeline.console import run_script
 from pipeline.data.streams import make_stream
-from pipeline.live import BLOCK_MS
 from pipeline.measure import delays, play
 from pipeline.runtime.audio import SAMPLE_RATE, save_audio
+from pipeline.runtime.capture import BLOCK_MS
 from pipeline.runtime.streaming import THRESHOLD, Detector
 from pipeline.stream_eval import vocabulary
 from pipeline.train.model import load_model

@@ -19,8 +19,9 @@ from rich.console import Console
 
 from pipeline.cli import main as kws
 from pipeline.data.streams import make_stream
-from pipeline.live import HOLD_MS, SILENCE_DB, AudioTap, LiveView, Session, build_parser, dbfs, main, run_demo
+from pipeline.live import HOLD_MS, LiveView, build_parser, main, run_demo
 from pipeline.runtime.audio import SAMPLE_RATE, resample
+from pipeline.runtime.capture import SILENCE_DB, AudioTap, Session, dbfs
 from pipeline.runtime.streaming import Detector
 from pipeline.train.model import load_model
 
