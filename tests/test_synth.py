@@ -16,6 +16,9 @@ import soundfile as sf
 from pipeline import cli
 from pipeline.data import synth
 from pipeline.data.speech_commands import NOISE_DIR, TESTING_LIST, VALIDATION_LIST, WORDS_V2, scan, speaker_of
+from pipeline.data.synth.engines import _rng
+from pipeline.data.synth.render import _trim
+from pipeline.data.synth.voices import _festival_voices, _piper_voices, _voices_by_engine
 from pipeline.runtime.audio import CLIP_SAMPLES, SAMPLE_RATE
 
 pytestmark = pytest.mark.skipif(
@@ -25,8 +28,8 @@ pytestmark = pytest.mark.skipif(
 
 FESTIVAL_VOICES = ["festival-ked-diphone", "festival-kal-diphone", "festival-cmu-us-slt-arctic-hts"]
 PIPER_VOICE = "piper-en-us-joe-medium"
-HAS_FESTIVAL = bool(shutil.which("festival")) and {v.id for v in synth._festival_voices()} >= set(FESTIVAL_VOICES)
-HAS_PIPER = bool(importlib.util.find_spec("piper")) and PIPER_VOICE in {v.id for v in synth._piper_voices()}
+HAS_FESTIVAL = bool(shutil.which("festival")) and {v.id for v in _festival_voices()} >= set(FESTIVAL_VOICES)
+HAS_PIPER = bool(importlib.util.find_spec("piper")) and PIPER_VOICE in {v.id for v in _piper_voices()}
 needs_festival = pytest.mark.skipif(not HAS_FESTIVAL, reason=f"festival voices missing ({synth.INSTALLS['festival']})")
 needs_piper = pytest.mark.skipif(not HAS_PIPER, reason=f"piper is not installed ({synth.INSTALLS['piper']})")
 
@@ -112,7 +115,7 @@ def test_new_engines_say_a_word_at_the_asked_rate_and_pitch(voice_id: str):
     voice = next(v for v in synth.available_voices() if v.id == voice_id)
     items = [("seven", 1.0, 0.0), ("seven", 0.5, 0.0), ("seven", 1.0, -1.0), ("seven", 1.0, 1.0), ("go", 1.0, 0.0),
              ("seventeen", 1.0, 0.0)]  # fmt: skip
-    normal, slow, low, high, short, long = (synth._trim(audio) for audio in synth.speak(voice, items))
+    normal, slow, low, high, short, long = (_trim(audio) for audio in synth.speak(voice, items))
     assert 0.25 < len(normal) / SAMPLE_RATE < 0.95, len(normal)  # a word, not silence or a sentence
     assert len(long) > 1.25 * max(len(short), len(normal))  # it says the words it is given
     assert 1.4 < len(slow) / len(normal) < 2.5  # half the rate: longer (HTS stretches the vowels most)
@@ -130,7 +133,7 @@ def test_speaking_styles_set_the_intonation(voice_id: str):
     said = synth.speak(voice, [synth.Say("seven", style=style) for style in synth.STYLES])
     halves = {}
     for style, audio in zip(synth.STYLES, said):
-        speech = synth._trim(audio)
+        speech = _trim(audio)
         halves[style] = _f0(speech[: len(speech) // 2]), _f0(speech[len(speech) // 2 :])
     (start, end), (q_start, q_end) = halves["statement"], halves["question"]
     assert end < 0.95 * start and q_end > 1.03 * q_start, halves
@@ -142,7 +145,7 @@ def test_each_clip_draws_a_style(tmp_path: Path, capsys: pytest.CaptureFixture):
     plain = synth.synthesize(["seven"], tmp_path / "plain", clips, voices=voices, jobs=1)
     styled = synth.synthesize(["seven"], tmp_path / "styled", clips, voices=voices, jobs=1, styles=styles)
     assert json.loads((styled / synth.MARKER).read_text())["styles"] == styles
-    drawn = [styles[int(synth._rng(0, "seven", voices[0], n).uniform(size=7)[6] * len(styles))] for n in range(clips)]
+    drawn = [styles[int(_rng(0, "seven", voices[0], n).uniform(size=7)[6] * len(styles))] for n in range(clips)]
     assert len(set(drawn)) >= 3, drawn
     for n, style in enumerate(drawn):  # (espeak-ng says a voice's clips in one call: statements move a little too)
         rel = f"seven/espeak-en-us_nohash_{n}.wav"
@@ -173,9 +176,9 @@ def test_a_missing_engine_is_left_out_with_one_line(
 ):
     """Without festival (not on PATH) and piper (not importable), the other engines' voices are listed."""
     which = shutil.which
-    monkeypatch.setattr(synth.shutil, "which", lambda name: None if name == synth.FESTIVAL else which(name))
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == synth.FESTIVAL else which(name))
     monkeypatch.setitem(sys.modules, "piper", None)  # find_spec and import see no piper
-    synth._voices_by_engine.cache_clear()
+    _voices_by_engine.cache_clear()
     try:
         status = cli.main(["synth", "--list-voices"])
         out, err = capsys.readouterr()
@@ -190,7 +193,7 @@ def test_a_missing_engine_is_left_out_with_one_line(
             assert status == 2 and f"asks for {engine} voices, which are not installed: run" in err
             assert err.count("error:") == 1 and "Traceback" not in err and not (tmp_path / "out").exists()
     finally:
-        synth._voices_by_engine.cache_clear()
+        _voices_by_engine.cache_clear()
 
 
 def test_layout_and_clip_format(corpus: Path):

@@ -32,17 +32,9 @@ import numpy as np
 
 from pipeline.console import console
 from pipeline.data.speech_commands import TESTING_LIST, VALIDATION_LIST
-from pipeline.data.synth import (
-    RENDERER,
-    Say,
-    Voice,
-    _rng,
-    _trim,
-    check_out,
-    run_jobs,
-    select_voices,
-    speak,
-)
+from pipeline.data.synth import RENDERER, Say, Voice, check_out, run_jobs, select_voices, speak
+from pipeline.data.synth.engines import _rng
+from pipeline.data.synth.render import _trim
 from pipeline.errors import DataError
 from pipeline.files import write_text
 from pipeline.runtime.audio import SAMPLE_RATE, save_audio
