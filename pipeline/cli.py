@@ -71,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             return getattr(_import(module, argv[0]), function)(argv[1:]) or 0
         if argv[0] not in TRAINING:
             raise KWSError(f"unknown command {argv[0]!r}; the commands are {', '.join([*TRAINING, *TOOLS])}")
-        _import("pipeline.train.training_cli", argv[0]).run_training(
-            args
-        )  # Lightning is slow to import: only when needed
+        # Lightning is slow to import: only when needed
+        _import("pipeline.train.training_cli", argv[0]).run_training(args)
     except KWSError as err:
         print_error(str(err))
         return 2

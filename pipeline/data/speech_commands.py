@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipeline.errors import DataError
 from pipeline.runtime.audio import AUDIO_SUFFIXES
-from pipeline.runtime.labels import SILENCE, UNKNOWN, is_word  # noqa: F401 (the corpus code's labels too)
+from pipeline.runtime.labels import SILENCE, UNKNOWN, is_word
 
 NOISE_DIR = "_background_noise_"
 VALIDATION_LIST = "validation_list.txt"

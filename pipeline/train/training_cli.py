@@ -58,6 +58,7 @@ class KWSCLI(LightningCLI):
     (``kws predict`` classifies files with the inference model)."""
 
     checkpoint_labels: list[str] | None = None
+    model_only_state: dict[str, Any] | None = None  # the weights of a --ckpt_path without trainer state (bundled)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -73,9 +74,11 @@ class KWSCLI(LightningCLI):
         ckpt, _ = resolve_model(ckpt)  # a bundled model's name, as --ckpt takes it
         self.config[subcommand]["ckpt_path"] = ckpt
         checkpoint = read_checkpoint(ckpt)
-        if subcommand == "fit" and LIGHTNING_VERSION_KEY not in checkpoint:
-            raise KWSError(f"{ckpt} holds a model without its training state (a bundled model): it cannot resume "
-                           "training; --ckpt_path resumes a run's own checkpoints/last.ckpt")  # fmt: skip
+        if LIGHTNING_VERSION_KEY not in checkpoint:
+            if subcommand == "fit":
+                raise KWSError(f"{ckpt} holds a model without its training state (a bundled model): it cannot "
+                               "resume training; --ckpt_path resumes a run's own checkpoints/last.ckpt")  # fmt: skip
+            self.model_only_state = checkpoint["state_dict"]
         hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
         self.checkpoint_labels = list(hparams.pop("labels"))
         self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
@@ -145,14 +148,12 @@ class KWSCLI(LightningCLI):
         """Load a checkpoint that holds the model alone (a bundled model, without Lightning's trainer state) into
         the module here, since ``Trainer.validate|test`` can restore only a full training checkpoint."""
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
-        ckpt = kwargs.get("ckpt_path")
-        if subcommand != "fit" and ckpt and ckpt not in LIGHTNING_CKPT_KEYWORDS:
-            checkpoint = read_checkpoint(ckpt)
-            if LIGHTNING_VERSION_KEY not in checkpoint:
-                missing, unexpected = self.model.load_state_dict(checkpoint["state_dict"], strict=False)
-                if unexpected or any(key.split(".")[0] in INFERENCE for key in missing):
-                    raise KWSError(f"the weights of {ckpt} do not fit the model its hyper-parameters describe")
-                kwargs["ckpt_path"] = None
+        if self.model_only_state is not None:
+            missing, unexpected = self.model.load_state_dict(self.model_only_state, strict=False)
+            if unexpected or any(key.split(".")[0] in INFERENCE for key in missing):
+                raise KWSError(f"the weights of {kwargs['ckpt_path']} do not fit the model its hyper-parameters "
+                               "describe")  # fmt: skip
+            kwargs["ckpt_path"] = None
         return kwargs
 
     def after_fit(self) -> None:
