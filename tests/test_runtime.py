@@ -152,18 +152,17 @@ RUNTIME_MAY_IMPORT = ("pipeline.runtime", "pipeline.errors", "pipeline.files", "
 CHECKPOINT_LOADER = ("spotter.py", "load_checkpoint", "pipeline.train.model")  # the one way into training (.ckpt)
 
 
-def _imports(tree: ast.AST) -> list[tuple[str, str]]:
-    """Every module an AST imports, with the function it is imported in ("" at module level)."""
+def _imports(node: ast.AST, function: str = "") -> list[tuple[str, str]]:
+    """Every module imported anywhere under ``node`` (module level, ``if``/``try`` blocks, functions, methods), with
+    the innermost function it is imported in ("" outside any)."""
     found = []
-    for scope in [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef))]:
-        name = getattr(scope, "name", "")
-        for node in ast.walk(scope) if name else ast.iter_child_nodes(scope):
-            if isinstance(node, ast.Import):
-                found += [(name, alias.name) for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                found.append((name, node.module))
-            elif isinstance(node, ast.If) and not name:  # `if TYPE_CHECKING:` blocks at module level
-                found += [("", m) for _, m in _imports(ast.Module(body=node.body, type_ignores=[]))]
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.Import):
+            found += [(function, alias.name) for alias in child.names]
+        elif isinstance(child, ast.ImportFrom) and child.module:
+            found.append((function, child.module))
+        inner = child.name if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) else function
+        found += _imports(child, inner)
     return found
 
 
