@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.cli import main as kws
 from pipeline.data.streams import TruthWord
 from pipeline.errors import KWSError
 from pipeline.runtime.audio import CLIP_SAMPLES, SAMPLE_RATE
@@ -124,8 +125,6 @@ def train(run: str, *args: str, config: str = "quickstart") -> Path:
     Raises:
         KWSError: the training failed.
     """
-    from pipeline.cli import main as kws
-
     run_dir = Path("runs") / run
     resume = ["--ckpt_path=last"] if (run_dir / "config.yaml").exists() else []
     if kws(["fit", "--config", str(CONFIGS / f"{config}.yaml"), f"--run={run}", *args, *resume]) != 0:
@@ -139,11 +138,20 @@ def accuracy(ckpt: Path, *data_args: str) -> tuple[float, int]:
     Raises:
         KWSError: the test failed.
     """
-    from pipeline.cli import main as kws
-
     if kws(["test", "--ckpt_path", str(ckpt), *data_args]) != 0:
         raise KWSError(f"kws test failed for {ckpt}")
-    with open(ckpt.parent / "confusion_matrix.csv") as f:
-        rows = [[int(v) for v in row[1:]] for row in list(csv.reader(f))[1:]]
-    total = sum(map(sum, rows))
-    return sum(rows[i][i] for i in range(len(rows))) / max(total, 1), total
+    right, clips, _ = read_confusion(ckpt)
+    return right, clips
+
+
+def read_confusion(ckpt: Path) -> tuple[float, int, dict[str, float]]:
+    """Accuracy, clips and per-label recall from the confusion matrix ``kws test`` wrote beside ``ckpt``."""
+    from pipeline.train.report import CONFUSION_CSV  # the training stack, loaded only once a test has run
+
+    with open(ckpt.parent / CONFUSION_CSV) as f:
+        rows = list(csv.reader(f))
+    labels = rows[0][1:]
+    counts = [[int(v) for v in row[1:]] for row in rows[1:]]
+    total = sum(map(sum, counts))
+    recall = {label: counts[i][i] / max(1, sum(counts[i])) for i, label in enumerate(labels)}
+    return sum(counts[i][i] for i in range(len(counts))) / max(total, 1), total, recall

@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -45,6 +44,7 @@ from pipeline.benchmark import FOLD_SALT, FOLDS
 from pipeline.data.speech_commands import SILENCE, scan, which_fold
 from pipeline.errors import KWSError
 from pipeline.files import atomic_path, write_text
+from pipeline.measure import read_confusion
 from pipeline.runtime.streaming import THRESHOLD
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,17 +217,6 @@ def fit_and_test(name: str, fold: int | None, args: argparse.Namespace, env: dic
                           stderr=subprocess.STDOUT).returncode:  # fmt: skip
             raise RuntimeError(f"testing {run} failed: see {log}")
     return ckpt
-
-
-def read_accuracy(ckpt: Path) -> tuple[float, int, dict[str, float]]:
-    """Accuracy, clips and per-label recall from the confusion matrix ``kws test`` wrote beside ``ckpt``."""
-    with open(ckpt.parent / "confusion_matrix.csv") as f:
-        rows = list(csv.reader(f))
-    labels = rows[0][1:]
-    counts = [[int(v) for v in row[1:]] for row in rows[1:]]
-    total = sum(map(sum, counts))
-    recall = {label: counts[i][i] / max(1, sum(counts[i])) for i, label in enumerate(labels)}
-    return sum(counts[i][i] for i in range(len(counts))) / max(total, 1), total, recall
 
 
 def librispeech_training(args: argparse.Namespace) -> Path:
@@ -415,7 +404,7 @@ def main() -> None:
     def run(job: tuple[str, int | None]) -> None:
         name, fold = job
         ckpt = fit_and_test(name, fold, args, env)
-        accuracy, clips, recall = read_accuracy(ckpt)
+        accuracy, clips, recall = read_confusion(ckpt)
         with lock:  # one in-process stream evaluation at a time
             figures = stream_figures(ckpt, fold, args, noise)
             entry = {"accuracy": accuracy, "clips": clips, "recall": recall, "streams": figures,
