@@ -47,6 +47,7 @@ SPEECH_GAP_SECONDS = (0.3, 1.0)  # between passages of running speech
 LIBRISPEECH_SALT = "libri:"  # which_set(salt + speaker, 0, 50) == "test": the speakers measured on
 FOLD_SALT = "resplit:"  # the cross-validation folds of the official test archive's speakers (scripts/crossval.py)
 FOLDS = 5  # how many (scripts/crossval.py's default)
+VALIDATION_PERCENT = 10.0  # of the real training speakers, never trained on (crossval and configs/kws12.yaml)
 DEMO_WORDS = (*TWELVE_WORDS, "bed", "cat", "happy", "marvin", "tree")  # TTS stream: two command words in three
 POSITIVE, ISOLATED, RUNNING, TTS_SPEECH, NOISE = "commands", "isolated words", "running speech", "TTS speech", "noise"
 
@@ -219,8 +220,8 @@ def build_dev(
 ) -> tuple[Path, Path]:  # fmt: skip
     """Development audio to tune an operating point on, apart from every measured stream: a stream of commands
     and other words, said by the validation speakers of the folders ``real`` (Google layout, no measured speaker in
-    them: the speakers that ``FOLD_SALT``'s hash puts in the 10 % validation share, which no recipe trains on) over
-    ``noise``, else by the TTS corpus's validation voices over its own noise;
+    them: the speakers that ``FOLD_SALT``'s hash puts in the ``VALIDATION_PERCENT`` share, which no recipe trains
+    on) over ``noise``, else by the TTS corpus's validation voices over its own noise;
     and a folder of negatives (the validation voices' running speech of ``speech`` and the training half of the
     LibriSpeech speakers). Returns the stream and the negatives folder (``kws evaluate-stream STREAM --negatives
     FOLDER --tune``)."""
@@ -228,7 +229,7 @@ def build_dev(
     if real and noise is not None:
         corpora = [scan(folder) for folder in real]
         clips = {f"{c.path.parent.name}/{c.path.name}": c.path for corpus in corpora for c in corpus.clips
-                 if corpus.split_of(c, 10.0, 0.0, salt=FOLD_SALT) == "validation"}  # fmt: skip
+                 if corpus.split_of(c, VALIDATION_PERCENT, 0.0, salt=FOLD_SALT) == "validation"}  # fmt: skip
         source = _links(dev / "real-validation", clips)
         stream = _stream(dev / "real-validation-commands.wav", source, noise, NOISY_DB, 6, split="all", minutes=MINUTES)
     elif corpus is not None:

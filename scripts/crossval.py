@@ -40,7 +40,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.benchmark import FOLD_SALT, FOLDS
+from pipeline.benchmark import FOLD_SALT, FOLDS, VALIDATION_PERCENT
 from pipeline.data.speech_commands import SILENCE, scan, which_fold
 from pipeline.errors import KWSError
 from pipeline.files import atomic_path, write_text
@@ -185,7 +185,11 @@ def fit_and_test(name: str, fold: int | None, args: argparse.Namespace, env: dic
     run = Path("crossval") / job_name(name, fold)
     run_dir = REPO / "runs" / run
     budget = [f"--trainer.max_epochs={args.epochs}", f"--trainer.limit_train_batches={args.batches}"]
-    common = ["--data.testing_percentage=0", "--data.validation_percentage=10", f"--data.hash_salt={SALT}"]
+    common = [
+        "--data.testing_percentage=0",
+        f"--data.validation_percentage={VALIDATION_PERCENT:g}",
+        f"--data.hash_salt={SALT}",
+    ]
     if exp.speakers is None:
         roots = [args.synth, args.real_train, *([args.real_more] if exp.more_speakers else []), args.real_test]
         splits = ", ".join(["auto"] + ["hash"] * (len(roots) - 2) + ["fold"])
