@@ -49,8 +49,9 @@ def add_detector_arguments(parser: argparse.ArgumentParser, chunks: bool = True,
     parser.add_argument("--threshold", type=float, help=f"smoothed score a word must exceed, 0-1 (default: {OWN} "
                         f"{THRESHOLD})")  # fmt: skip
     parser.add_argument("--stride-ms", type=float,
-                        help=f"step between model windows, a multiple of 10 ms (default: {OWN} {STRIDE_MS:g}, or "
-                        f"{STREAM_STRIDE_MS:g} for a streaming model)")  # fmt: skip
+                        help=f"step between model windows, a multiple of 10 ms (default: {OWN} {STRIDE_MS:g}, or a "
+                        f"streaming model's own step, whose multiples its strides are: {STREAM_STRIDE_MS:g} for a "
+                        "causal MatchboxNet, 80 for the speech embedding)")  # fmt: skip
     parser.add_argument("--smooth-ms", type=float,
                         help=f"span of the moving average of model outputs (default: {OWN} {SMOOTH_MS:g}, or one "
                         "stride for a streaming model)")  # fmt: skip

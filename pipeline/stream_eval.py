@@ -40,7 +40,7 @@ from pipeline.errors import AudioError, KWSError
 from pipeline.runtime.audio import SAMPLE_RATE, read_audio, resample
 from pipeline.runtime.decision import Detection, Settings, decide
 from pipeline.runtime.spotter import transcribe_source
-from pipeline.runtime.streaming import Classifier, is_streaming, offline_scores, windowing_of
+from pipeline.runtime.streaming import Classifier, is_streaming, offline_scores, step_ms, windowing_of
 
 TOLERANCE_MS = 500.0
 
@@ -50,7 +50,7 @@ TUNE_SMOOTH_MS = (0.0, 100.0, 200.0, 300.0, 500.0)  # 0: one window, no smoothin
 TUNE_SUPPRESSION_MS = (0.0, 250.0, 500.0, 1000.0)
 TUNE_PATIENCE = (1, 2, 3)
 TUNE_STRIDES_MS = (100.0, 200.0, 300.0, 400.0)
-TUNE_STREAM_STRIDES_MS = (10.0, 20.0, 40.0)  # a streaming model's windows cost a mean, not a model run
+TUNE_STREAM_STEPS = (1, 2, 4)  # a streaming model's strides, in its steps: its windows cost a mean, not a model run
 TUNE_SLACK = 0.02  # objectives this close to the best (share of the truth words) are ties
 TUNE_SHOWN = 5  # settings printed by kws evaluate-stream --tune
 DET_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
@@ -214,7 +214,7 @@ def tune(
     """Score every setting of the grid on a development stream (and ``negatives``, audio without command words);
     best first. Each result's statistics pool the stream and the negatives.
 
-    The strides default to ``TUNE_STRIDES_MS``, or ``TUNE_STREAM_STRIDES_MS`` for a streaming model. The model
+    The strides default to ``TUNE_STRIDES_MS``, or ``TUNE_STREAM_STEPS`` steps of a streaming model. The model
     runs once per stride and audio; every threshold, smoothing span, suppression time and patience replays the
     decision rule (with ``hold_ms``) on those outputs.
 
@@ -226,7 +226,8 @@ def tune(
     false accepts first.
     """
     results = []
-    for stride in strides_ms or (TUNE_STREAM_STRIDES_MS if is_streaming(model) else TUNE_STRIDES_MS):
+    streaming = tuple(k * step_ms(model) for k in TUNE_STREAM_STEPS) if is_streaming(model) else TUNE_STRIDES_MS
+    for stride in strides_ms or streaming:
         grid = [Settings(t, stride, s, q, hold_ms, p)
                 for t, s, q, p in itertools.product(thresholds, smooth_ms, suppression_ms, patience)]  # fmt: skip
         tail = max(s.smooth_windows for s in grid) - 1

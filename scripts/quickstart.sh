@@ -40,7 +40,7 @@ if [ ! -f "$run/dev.wav" ]; then
     --words yes,no,up,down,left,right,on,off,stop,go,bed,cat,happy,marvin,tree --seed 1 --out "$run/dev.wav"
 fi
 kws evaluate-stream "$run/dev.wav" --ckpt "$ckpt" --negatives "$speech" --negatives-split validation \
-  --tune --stride-ms 300 --fa-budget "$budget" --save
+  --tune --fa-budget "$budget" --save
 # a one-minute file of words spoken by held-out voices over noise, transcribed by the streaming engine
 commands=yes,no,up,down,left,right,on,off,stop,go
 kws make-stream --source "$corpus" --split test --minutes 1 --words "$commands,bed,cat,happy,marvin,tree" \

@@ -21,10 +21,12 @@ from pipeline.cli import main
 from pipeline.data.speech_commands import SILENCE, UNKNOWN
 from pipeline.errors import KWSError
 from pipeline.runtime.audio import SAMPLE_RATE, save_audio
+from pipeline.runtime.streaming import Detector, run_steps, windowing_of
 from pipeline.train.features import FeatureConfig, FrontEnd
 from pipeline.train.model import KWSModel, load_model
 from pipeline.train.models import ModelConfig, speech_embedding
 from pipeline.train.models.speech_embedding import (
+    CONTEXT_FRAMES,
     EMBEDDING_DIM,
     EMBEDDING_STRIDE,
     FEATURES,
@@ -94,10 +96,52 @@ def test_it_trains_only_the_classifier_and_its_checkpoint_needs_no_package(tmp_p
         np.testing.assert_allclose(loaded(wave).numpy(), module.eval()(wave).numpy(), atol=1e-5)
 
 
-def test_it_streams_as_it_runs_offline_in_pytorch_and_onnx_runtime() -> None:
+def ring_model() -> KWSModel:
+    """An untrained speech-embedding model whose classifier gives unsaturated, varied scores."""
     torch.manual_seed(0)
     model = KWSModel(LABELS, FEATURES, ModelConfig(name="speech_embedding")).eval()
-    assert_streams_as_offline(model, word_sequence(["up", "no", "yes"], seed=5), atol=1e-4)
+    model.encoder.out.weight.data *= 0.05
+    return model
+
+
+@pytest.mark.parametrize("stride_ms", [80.0, 160.0, 400.0])
+def test_it_streams_as_it_runs_offline_in_pytorch_and_onnx_runtime(stride_ms: float) -> None:
+    """The ring (each embedding computed once) gives, for any chunking, the scores of its run over the whole
+    signal, in PyTorch and in the exported file; it decides every 80 ms by default, and refuses a stride that is
+    not a whole number of its steps in one sentence."""
+    model = ring_model()
+    audio = word_sequence(["up", "no", "yes"], seed=5)[: int(4.33 * SAMPLE_RATE)]  # not a whole number of steps
+    assert_streams_as_offline(model, audio, atol=1e-4, stride_ms=stride_ms, smooth_ms=stride_ms)
+    assert Detector(model).settings.stride_ms == 1000 * EMBEDDING_STRIDE * model.hop_length / SAMPLE_RATE
+    with pytest.raises(KWSError, match=r"^the model decides every 80 ms: the stride must be a multiple of it, not "
+                                       r"200 ms$"):  # fmt: skip
+        Detector(model, stride_ms=200.0)
+
+
+def test_the_ring_gives_the_window_scores_where_a_window_has_silence_around() -> None:
+    """Each 80 ms output of the ring is the window classifier's logits of the window it names, wherever the
+    0.24 s on either side of that window are silent (as the windowed form pads them), and differs where the
+    stream has sound there: the ring hears the stream's own context."""
+    model = ring_model()
+    rng = np.random.default_rng(1)
+    audio = np.zeros(4 * SAMPLE_RATE, np.float32)
+    audio[SAMPLE_RATE : SAMPLE_RATE + 8000] = word_sequence(["yes"], seed=2)[:8000] + 0.01 * rng.normal(size=8000)
+    features = model.features(audio)
+    outputs = run_steps(model, features)[:, model.lead_outputs :]  # output k: the window from frame 8 k
+    sound = np.flatnonzero(np.abs(features - features.min()).max(axis=0) > 1e-3)  # frames that hear the word
+    frames, clean, noisy = windowing_of(model, 80.0).frames, 0, 0
+    for k in range(outputs.shape[1]):
+        start = k * EMBEDDING_STRIDE
+        if start + frames > features.shape[1]:
+            break
+        window = model.logits(features[None, :, start : start + frames])[0]
+        around = set(range(start - CONTEXT_FRAMES, start)) | set(range(start + frames, start + frames + CONTEXT_FRAMES))
+        if around.isdisjoint(sound):
+            np.testing.assert_allclose(outputs[:, k], window, atol=1e-4)
+            clean += 1
+        elif np.abs(outputs[:, k] - window).max() > 1e-2:
+            noisy += 1
+    assert clean >= 10 and noisy >= 5
 
 
 def test_another_front_end_is_refused_in_one_sentence() -> None:

@@ -149,14 +149,15 @@ def test_window_cmn_ignores_a_fixed_filter_and_streams_as_it_runs_offline() -> N
     assert_streams_as_offline(normalised, audio, atol=1e-5)
 
 
-def assert_streams_as_offline(model: KWSModel, audio: np.ndarray, atol: float) -> None:
+def assert_streams_as_offline(model: KWSModel, audio: np.ndarray, atol: float, **detector: float) -> None:
     """The engine's scores for ``audio`` pushed in chunks of several sizes, with ``model`` in PyTorch and
-    exported to ONNX Runtime, equal the offline run's."""
-    settings = Settings(**TONE_DETECTOR)
+    exported to ONNX Runtime, equal the offline run's (``detector``: settings other than ``TONE_DETECTOR``'s)."""
+    detector = TONE_DETECTOR | detector
+    settings = Settings(**detector)
     reference = offline_scores(model, audio, settings.stride_ms, settings.smooth_windows - 1)
     for runtime in (model, OnnxModel(model.to_onnx())):
-        for chunk in (160, 1234, None):
-            _, probs = stream_through(Detector(runtime, **TONE_DETECTOR), audio, chunk)
+        for chunk in (1, 160, 1234, None):
+            _, probs = stream_through(Detector(runtime, **detector), audio, chunk)
             np.testing.assert_allclose(probs, reference, atol=atol)
 
 
@@ -194,7 +195,7 @@ def test_state_stays_bounded(model: OnnxModel) -> None:
     chunk = np.random.default_rng(0).normal(0, 0.01, 8000).astype(np.float32)
     for _ in range(40):  # 20 s
         detector.push(chunk)
-    assert detector._frames.shape[1] < detector.windowing.frames + detector.windowing.stride_frames
+    assert detector._units.shape[1] < detector.windowing.frames + detector.windowing.stride_frames
     assert len(detector._features.pending) < detector.windowing.samples
     assert detector.seconds == pytest.approx(20.0)
     assert set(detector.scores) == {SILENCE, UNKNOWN, *WORDS}

@@ -4,8 +4,9 @@
 ``audio`` -> ``features`` (the front end) and ``windows`` -> ``logits`` (the acoustic model), and the labels and
 front-end settings in its metadata. :class:`OnnxModel` asks for one path at a time (feeding the others an
 empty input), so that the streaming engine computes every frame once and each window costs only the
-acoustic model. A streaming (causal) model has a third path, its step function: ``frames`` and ``state`` ->
-``frame_logits`` and ``next_state`` (:mod:`pipeline.train.models.causal`).
+acoustic model. A streaming model (causal, or the speech embedding's ring) has a third path, its step function:
+``frames`` and ``state`` -> ``frame_logits`` and ``next_state``, one output every ``step_frames`` frames
+(metadata ``steps``; :mod:`pipeline.train.models.causal`, :mod:`pipeline.train.models.speech_embedding`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ METADATA = ("kws_format", "labels", "features", "sample_rate", "win_length", "ho
             "window_frames")  # fmt: skip
 # the paths' inputs and outputs; a streaming model has all four, the others the first two
 INPUTS, OUTPUTS = ("audio", "windows", "frames", "state"), ("features", "logits", "frame_logits", "next_state")
+STEP_KEYS = ("step_frames", "window_outputs", "lead_outputs")  # a streaming model's steps (pipeline.runtime.streaming)
 RUNTIMES = ("onnx", "torch")  # how a checkpoint runs: exported to ONNX Runtime in memory (the default), or eager
 
 
@@ -68,6 +70,9 @@ class OnnxModel:
             )
             self.streaming = meta.get("streaming", "0") == "1"  # older exports have no such key
             self.decision: dict[str, float] = dict(json.loads(meta.get("decision", "{}")))  # nor this one
+            steps = {"step_frames": 1, "window_outputs": frames, "lead_outputs": 0}  # older (causal) exports'
+            steps |= json.loads(meta.get("steps", "{}"))
+            self.step_frames, self.window_outputs, self.lead_outputs = (int(steps[key]) for key in STEP_KEYS)
         except (ValueError, TypeError):
             raise KWSError(f"{name}: its kws metadata cannot be read (make it again with kws export)") from None
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
@@ -83,7 +88,7 @@ class OnnxModel:
                       "windows": np.zeros((0, self.n_features, frames), np.float32)}  # no window  # fmt: skip
         if self.streaming:
             self._state_size = int(inputs["state"][1])
-            self._idle |= {"frames": np.zeros((0, self.n_features, 1), np.float32),
+            self._idle |= {"frames": np.zeros((0, self.n_features, self.step_frames), np.float32),
                            "state": np.zeros((0, self._state_size), np.float32)}  # fmt: skip
 
     def _run(self, output: str, **feed: np.ndarray) -> list[np.ndarray]:
@@ -111,7 +116,7 @@ class OnnxModel:
         return np.zeros((1, self._state_size), np.float32)
 
     def frame_logits(self, frames: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(n_features, T)`` new frames and the state -> ``(n_classes, T)`` per-frame logits and the next
-        state (streaming models only)."""
+        """``(n_features, T)`` new frames (whole steps) and the state -> ``(n_classes, T // step_frames)`` outputs
+        and the next state (streaming models only)."""
         logits, state = self._run("frame_logits", frames=np.ascontiguousarray(frames, np.float32)[None], state=state)
         return logits[0].T, state

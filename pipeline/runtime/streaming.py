@@ -19,12 +19,16 @@ same samples whatever the chunking (only the length of the last block may differ
 (:class:`~pipeline.train.model.KWSModel`) or an exported ONNX model
 (:class:`~pipeline.runtime.onnx_model.OnnxModel`), which runs without PyTorch.
 
-**Streaming models** (causal, ``model.causal``; :mod:`pipeline.train.models.causal`) run frame by frame instead: each
-new frame goes once through the model, which keeps its layers' past frames as state, and gives that frame's
-logits; a window's logits are the mean of its frames' logits. A window then costs a mean, not a model run, so
-such a model decides every ``STREAM_STRIDE_MS`` by default. The reference is the model's ordinary
-(non-streaming) run over the whole signal's frames at once, which the stream equals for any chunking. Within a
-stream a window's first frames see the audio before it, where training clips saw silence (zero padding).
+**Streaming models** (``streaming``) run step by step instead: each new run of frames goes once through the
+model, which keeps what it still needs of the past as a state, and gives one output every ``step_frames``
+frames. A causal MatchboxNet (``model.causal``; :mod:`pipeline.train.models.causal`) gives each frame's logits,
+and a window's logits are the mean of its frames'; the speech-embedding model's ring
+(:class:`~pipeline.train.models.speech_embedding.EmbeddingRing`) gives every 80 ms the logits of one window, from
+embeddings each computed once (its first ``lead_outputs`` outputs are of windows before the stream, and its
+windows hear 0.24 s of the stream on either side). A window then costs a mean or nothing, not a model run, so
+such a model decides every step by default. The reference is the model's run over the whole signal's frames
+from its initial state, which the stream equals for any chunking. Within a stream a window's model sees the
+audio around it, where training clips had silence.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ from pipeline.runtime.decision import (
 )
 
 MAX_BATCH = 32  # windows per model call: on one CPU thread the cost per window is lowest near 32
-STREAM_STRIDE_MS = 10.0  # default decision step of a streaming model: one feature hop
+STREAM_STRIDE_MS = 10.0  # decision step of a causal streaming model: one feature hop
+STEP_CHUNK_FRAMES = 8192  # most frames per step call of the offline reference (bounded memory on long audio)
 
 
 class Classifier(Protocol):
@@ -75,28 +80,38 @@ class Classifier(Protocol):
 
 
 class StreamingClassifier(Classifier, Protocol):
-    """A streaming model (``streaming`` true): it also runs frame by frame, carrying a state."""
+    """A streaming model (``streaming`` true): it also runs step by step, carrying a state."""
 
     streaming: bool
+    step_frames: int  # frames per output of frame_logits (new frames come in whole steps)
+    window_outputs: int  # consecutive outputs whose mean is a window's logits
+    lead_outputs: int  # outputs at the start of a stream that belong to windows before it
 
     def initial_state(self) -> np.ndarray:
         """The state before a stream's first frame."""
         ...
 
     def frame_logits(self, frames: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(n_features, T)`` new frames and the state -> ``(n_classes, T)`` frame logits and the next state."""
+        """``(n_features, T)`` new frames (whole steps) and the state -> ``(n_classes, T // step_frames)``
+        outputs and the next state."""
         ...
 
 
 def is_streaming(model: Classifier) -> TypeGuard[StreamingClassifier]:
-    """Whether ``model`` runs frame by frame (a causal model) rather than window by window."""
+    """Whether ``model`` runs step by step (a causal model, the embedding's ring) rather than window by window."""
     return bool(getattr(model, "streaming", False))
 
 
+def step_ms(model: Classifier) -> float:
+    """The step of a streaming model's outputs in milliseconds (a window model's: one feature hop)."""
+    steps = model.step_frames if is_streaming(model) else 1
+    return 1000 * steps * model.hop_length / model.sample_rate
+
+
 def default_stride_ms(model: Classifier) -> float:
-    """The engine's default decision step for ``model``: ``STREAM_STRIDE_MS`` for a streaming one, else
+    """The engine's default decision step for ``model``: one step of a streaming one (:func:`step_ms`), else
     ``STRIDE_MS``."""
-    return STREAM_STRIDE_MS if is_streaming(model) else STRIDE_MS
+    return step_ms(model) if is_streaming(model) else STRIDE_MS
 
 
 def operating_point(model: Classifier) -> dict[str, float]:
@@ -116,6 +131,8 @@ def settings_for(
     given = {"threshold": threshold, "stride_ms": stride_ms, "smooth_ms": smooth_ms,
              "suppression_ms": suppression_ms, "patience": patience}  # fmt: skip
     own = operating_point(model)
+    if own.get("stride_ms") and is_streaming(model):  # a point tuned before the model ran in steps: the nearest
+        own["stride_ms"] = max(1, round(own["stride_ms"] / step_ms(model))) * step_ms(model)
     value = {key: own.get(key) if given[key] is None else given[key] for key in given}
     stride = value["stride_ms"] or default_stride_ms(model)
     if value["smooth_ms"] is None:
@@ -128,8 +145,29 @@ def settings_for(
 
 
 def windowing_of(model: Classifier, stride_ms: float) -> Windowing:
-    """The window geometry of ``model`` at ``stride_ms``."""
-    return Windowing.of(model.sample_rate, model.win_length, model.hop_length, stride_ms)
+    """The window geometry of ``model`` at ``stride_ms``; a streaming model's stride must be a whole number of
+    its steps."""
+    w = Windowing.of(model.sample_rate, model.win_length, model.hop_length, stride_ms)
+    if is_streaming(model) and w.stride_frames % model.step_frames:
+        raise KWSError(f"the model decides every {step_ms(model):g} ms: the stride must be a multiple of it, "
+                       f"not {stride_ms:g} ms")  # fmt: skip
+    return w
+
+
+def units_of(model: Classifier, windowing: Windowing) -> tuple[int, int]:
+    """What the engine keeps per window: ``(span, stride)`` in feature frames for a window model, in outputs
+    for a streaming one (the outputs a window's logits average, and the outputs between windows)."""
+    if not is_streaming(model):
+        return windowing.frames, windowing.stride_frames
+    return model.window_outputs, windowing.stride_frames // model.step_frames
+
+
+def lookahead_samples(model: Classifier, windowing: Windowing) -> int:
+    """Samples a streaming model needs past the end of a window before it gives the window's output."""
+    if not is_streaming(model):
+        return 0
+    needed = model.step_frames * (model.lead_outputs + model.window_outputs)  # frames from the window's start
+    return max(0, needed - windowing.frames) * windowing.hop
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -144,14 +182,31 @@ def window_probs(model: Classifier, windows: np.ndarray) -> np.ndarray:
     return softmax(model.logits(np.ascontiguousarray(windows, dtype=np.float32)))
 
 
-def mean_probs(frame_logits: np.ndarray, windowing: Windowing) -> np.ndarray:
-    """A streaming model's ``(n_classes, frames)`` frame logits -> ``(windows, n_classes)`` softmax probabilities
-    of every window they hold at ``windowing``'s stride, from their first frame on (a window's logits are the
-    mean of its frames')."""
-    rows = np.asarray(frame_logits, np.float64).T
-    sums = np.concatenate([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)])  # running sums: O(frames)
-    starts = np.arange(0, len(rows) - windowing.frames + 1, windowing.stride_frames)
-    return softmax((sums[starts + windowing.frames] - sums[starts]) / windowing.frames)
+def mean_probs(outputs: np.ndarray, span: int, stride: int) -> np.ndarray:
+    """A streaming model's ``(n_classes, T)`` outputs -> ``(windows, n_classes)`` softmax probabilities of every
+    window they hold, window ``j``'s logits being the mean of outputs ``[j * stride, j * stride + span)``."""
+    rows = np.asarray(outputs, np.float64).T
+    sums = np.concatenate([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)])  # running sums: O(T)
+    starts = np.arange(0, len(rows) - span + 1, stride)
+    return softmax((sums[starts + span] - sums[starts]) / span)
+
+
+def stream_probs(model: StreamingClassifier, outputs: np.ndarray, windowing: Windowing) -> np.ndarray:
+    """A streaming model's ``(n_classes, T)`` outputs from the start of a stream -> ``(windows, n_classes)``
+    softmax probabilities of every window they complete at ``windowing``'s stride."""
+    return mean_probs(outputs[:, model.lead_outputs :], *units_of(model, windowing))
+
+
+def run_steps(model: StreamingClassifier, features: np.ndarray, chunk: int = STEP_CHUNK_FRAMES) -> np.ndarray:
+    """A streaming model's outputs of a whole stream's ``(n_features, frames)`` features from its initial
+    state, in calls of at most ``chunk`` frames (its whole steps only)."""
+    step = model.step_frames
+    chunk = max(step, chunk // step * step)
+    state, parts = model.initial_state(), [np.zeros((len(model.labels), 0), np.float32)]
+    for i in range(0, features.shape[1] // step * step, chunk):
+        part, state = model.frame_logits(features[:, i : min(i + chunk, features.shape[1] // step * step)], state)
+        parts.append(part)
+    return np.concatenate(parts, axis=1)
 
 
 class FeatureStream:
@@ -224,16 +279,19 @@ class Detector:
         self.labels = list(model.labels)
         self.settings = settings_for(model, threshold, stride_ms, smooth_ms, suppression_ms, hold_ms, patience)
         self.windowing = windowing_of(model, self.settings.stride_ms)
+        self._span, self._stride = units_of(model, self.windowing)
         self.max_batch = max_batch
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream: the next push starts a new one at time 0."""
         self._features = FeatureStream(self.model)
-        rows = len(self.labels) if self.streaming else self.model.n_features  # frame logits, or features
-        self._frames = np.zeros((rows, 0), np.float32)  # frames from index _frame0 on
+        rows = len(self.labels) if self.streaming else self.model.n_features  # model outputs, or features
+        self._units = np.zeros((rows, 0), np.float32)  # units (frames or outputs) from index _unit0 on
+        self._unit0 = 0
         self._state = self.model.initial_state() if self.streaming else None
-        self._frame0 = 0
+        self._steps = np.zeros((self.model.n_features, 0), np.float32)  # frames short of a whole step
+        self._lead = self.model.lead_outputs if self.streaming else 0  # outputs still to drop
         self._next = 0  # index of the next window
         self._samples = 0  # model-rate samples received
         self._rate: int | None = None
@@ -270,6 +328,7 @@ class Detector:
         clip = self._samples <= self.windowing.samples
         if self._samples:
             padded = self.windowing.padded_length(self._samples, self.settings.smooth_windows - 1)
+            padded += lookahead_samples(self.model, self.windowing)
             out += self._consume(np.zeros(padded - self._samples, np.float32))
         out += self._decider.finish(clip)
         self.reset()
@@ -278,20 +337,20 @@ class Detector:
     def _consume(self, audio: np.ndarray) -> list[Detection]:
         self._samples += len(audio)
         new = self._features.push(audio)
+        if self.streaming:
+            new = self._run_steps(new)
         if not new.shape[1]:
             return []
-        if self.streaming:
-            new, self._state = self.model.frame_logits(new, self._state)
-        self._frames = np.concatenate([self._frames, new], axis=1)
-        w, out = self.windowing, []
-        total = self._frame0 + self._frames.shape[1]
-        count = (total - w.frames) // w.stride_frames + 1 - self._next if total >= w.frames else 0
+        self._units = np.concatenate([self._units, new], axis=1)
+        out, span, stride = [], self._span, self._stride
+        total = self._unit0 + self._units.shape[1]
+        count = (total - span) // stride + 1 - self._next if total >= span else 0
         if count > 0:
-            offset = self._next * w.stride_frames - self._frame0
+            offset = self._next * stride - self._unit0
             if self.streaming:
-                batches = [mean_probs(self._frames[:, offset:], w)]
+                batches = [mean_probs(self._units[:, offset:], span, stride)]
             else:
-                windows = sliding_window_view(self._frames[:, offset:], w.frames, axis=1)[:, :: w.stride_frames]
+                windows = sliding_window_view(self._units[:, offset:], span, axis=1)[:, ::stride]
                 batches = (window_probs(self.model, windows[:, i : i + self.max_batch].transpose(1, 0, 2))
                            for i in range(0, count, self.max_batch))  # fmt: skip
             index = self._next
@@ -299,10 +358,22 @@ class Detector:
                 out += self._decider.steps(index, probs)
                 index += len(probs)
             self._next += count
-        keep = self._next * w.stride_frames
-        self._frames = self._frames[:, keep - self._frame0 :].copy()
-        self._frame0 = keep
+        keep = min(self._next * stride, total)  # a stride longer than the span skips units yet to come
+        self._units = self._units[:, keep - self._unit0 :].copy()
+        self._unit0 = keep
         return out
+
+    def _run_steps(self, frames: np.ndarray) -> np.ndarray:
+        """New frames -> the streaming model's new outputs (whole steps; the rest waits), the lead dropped."""
+        self._steps = np.concatenate([self._steps, frames], axis=1)
+        whole = self._steps.shape[1] // self.model.step_frames * self.model.step_frames
+        if not whole:
+            return np.zeros((len(self.labels), 0), np.float32)
+        outputs, self._state = self.model.frame_logits(self._steps[:, :whole], self._state)
+        self._steps = self._steps[:, whole:]
+        dropped = min(self._lead, outputs.shape[1])
+        self._lead -= dropped
+        return outputs[:, dropped:]
 
 
 def offline_scores(
@@ -314,14 +385,16 @@ def offline_scores(
     ``audio`` is mono at the model's rate. It is padded as :meth:`Detector.flush` pads (``tail_windows`` is
     the smoothing window minus one), every window is cut from it, and each window's features are computed
     from its own samples, independently of the stream; the model runs on batches of ``max_batch`` windows.
-    A streaming model instead runs once over the features of the whole padded signal (from its initial state),
-    and each window's logits are the mean of its frames' logits.
+    A streaming model instead runs over the features of the whole padded signal from its initial state
+    (:func:`run_steps`), padded further by what it needs past the last window (:func:`lookahead_samples`).
     """
     w = windowing_of(model, stride_ms)
     audio = np.asarray(audio, np.float32).reshape(-1)
-    audio = np.pad(audio, (0, w.padded_length(len(audio), tail_windows) - len(audio)))
+    padded = w.padded_length(len(audio), tail_windows)
+    count = (padded - w.samples) // w.stride + 1
+    audio = np.pad(audio, (0, padded + lookahead_samples(model, w) - len(audio)))
     if is_streaming(model):
-        return mean_probs(model.frame_logits(model.features(audio), model.initial_state())[0], w)
+        return stream_probs(model, run_steps(model, model.features(audio)), w)[:count]
     windows = sliding_window_view(audio, w.samples)[:: w.stride]
     parts = [window_probs(model, model.features(np.ascontiguousarray(windows[i : i + max_batch])))
              for i in range(0, len(windows), max_batch)]  # fmt: skip

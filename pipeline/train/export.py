@@ -28,9 +28,10 @@ from pipeline.runtime.onnx_model import OnnxModel
 from pipeline.runtime.streaming import (
     Classifier,
     is_streaming,
-    mean_probs,
     offline_scores,
+    run_steps,
     settings_for,
+    stream_probs,
     window_probs,
     windowing_of,
 )
@@ -38,7 +39,7 @@ from pipeline.train.model import KWSModel, load_model
 
 TOLERANCE = 1e-3  # largest difference of any window's softmax score between the checkpoint and its export
 CHECK_SECONDS = 8.0  # length of each self-check signal
-CHECK_CHUNK = 37  # frames per step of a streaming model in the self-check: chunks that straddle the windows
+CHECK_CHUNK = 37  # most frames per call of a streaming model in the self-check: chunks that straddle the windows
 TIMING_WINDOWS = 256  # windows scored to time a model
 EXCLUDED = "front_end"  # nodes whose name holds this stay in float: the front end is not quantized
 
@@ -60,16 +61,12 @@ def check_signals(sample_rate: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def streamed_scores(model: Classifier, audio: np.ndarray) -> np.ndarray:
     """Softmax scores of the windows of ``audio``'s frames computed all at once, as the streaming engine
-    computes them (the default stride); a streaming model runs over them in chunks of ``CHECK_CHUNK`` frames,
-    carrying its state."""
+    computes them (the default stride); a streaming model runs over them in chunks of at most ``CHECK_CHUNK``
+    frames, carrying its state."""
     w = windowing_of(model, STRIDE_MS)
     rows = model.features(audio)
     if is_streaming(model):
-        state, parts = model.initial_state(), []
-        for i in range(0, rows.shape[1], CHECK_CHUNK):
-            part, state = model.frame_logits(rows[:, i : i + CHECK_CHUNK], state)
-            parts.append(part)
-        return mean_probs(np.concatenate(parts, axis=1), w)
+        return stream_probs(model, run_steps(model, rows, CHECK_CHUNK), w)
     windows = sliding_window_view(rows, w.frames, axis=1)[:, :: w.stride_frames]
     return window_probs(model, windows.transpose(1, 0, 2))
 

@@ -23,10 +23,9 @@ from torch import Tensor, nn
 
 from pipeline.errors import KWSError, first_line
 from pipeline.runtime.audio import clip_samples
-from pipeline.runtime.onnx_model import FORMAT, INPUTS, OPSET, OUTPUTS, RUNTIMES, OnnxModel
+from pipeline.runtime.onnx_model import FORMAT, INPUTS, OPSET, OUTPUTS, RUNTIMES, STEP_KEYS, OnnxModel
 from pipeline.train.features import FeatureConfig, FrontEnd
-from pipeline.train.models import ModelConfig, build_model, check_features
-from pipeline.train.models.causal import StreamingForm
+from pipeline.train.models import ModelConfig, build_model, check_features, streaming_form
 
 INFERENCE = ("front_end", "encoder")  # the parts of a KWSModule's state dict that inference uses
 DECISION_KEY = "kws_decision"  # where a checkpoint keeps its operating point (pipeline.runtime.decision)
@@ -36,8 +35,9 @@ class KWSModel(nn.Module):
     """Front end, acoustic model and labels: ``(batch, samples)`` audio -> ``(batch, n_classes)`` logits.
 
     Besides ``forward``, it offers the numpy interface of the streaming engine
-    (:class:`~pipeline.runtime.streaming.Classifier`) and :meth:`to_onnx`. A causal encoder (``model.causal``) is
-    ``streaming``: the engine then runs it frame by frame (:meth:`frame_logits`) instead of window by window.
+    (:class:`~pipeline.runtime.streaming.Classifier`) and :meth:`to_onnx`. A causal encoder (``model.causal``) and
+    the speech embedding are ``streaming``: the engine then runs them step by step (:meth:`frame_logits`, one
+    output every ``step_frames`` frames) instead of window by window.
 
     Args:
         labels: Class names in output order.
@@ -61,7 +61,11 @@ class KWSModel(nn.Module):
         self.sample_rate = features.sample_rate
         self.win_length, self.hop_length = self.front_end.win_length, self.front_end.hop_length
         self.n_features = self.front_end.n_features
-        self.streaming = bool(getattr(self.encoder, "causal", False))
+        step = streaming_form(self.encoder)
+        self.streaming = step is not None
+        if step is not None:  # what the engine needs to know of the step function (pipeline.runtime.streaming)
+            self.step_frames, self.lead_outputs = step.step_frames, step.lead_outputs
+            self.window_outputs = step.window_outputs or self.front_end.num_frames(clip_samples(self.sample_rate))
         self.decision: dict[str, float] = {}  # the operating point a checkpoint carries, if any
 
     def forward(self, waveform: Tensor) -> Tensor:
@@ -79,10 +83,11 @@ class KWSModel(nn.Module):
         return self.encoder(torch.from_numpy(np.require(windows, np.float32, ["C", "W"]))).numpy()
 
     @functools.cached_property
-    def _step(self) -> StreamingForm:  # not a registered sub-module: the state dict keeps the encoder's keys only
-        if not self.streaming:
-            raise KWSError("only a causal model (model.causal) runs frame by frame")
-        return StreamingForm(self.encoder)
+    def _step(self) -> nn.Module:  # not a registered sub-module: the state dict keeps the encoder's keys only
+        step = streaming_form(self.encoder)
+        if step is None:
+            raise KWSError("only a causal model (model.causal) or the speech embedding runs step by step")
+        return step
 
     def initial_state(self) -> np.ndarray:
         """The streaming state before a stream's first frame (streaming models only)."""
@@ -90,8 +95,9 @@ class KWSModel(nn.Module):
 
     @torch.inference_mode()
     def frame_logits(self, frames: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(n_features, T)`` new frames and the state -> ``(n_classes, T)`` per-frame logits (a window's logits
-        are their mean over its frames) and the next state (streaming models only)."""
+        """``(n_features, T)`` new frames (whole steps) and the state -> ``(n_classes, T // step_frames)`` outputs
+        (a window's logits are the mean of ``window_outputs`` of them) and the next state (streaming models
+        only)."""
         frames = torch.from_numpy(np.require(frames, np.float32, ["C", "W"]))[None]
         logits, state = self._step(frames, torch.from_numpy(np.require(state, np.float32, ["C", "W"])))
         return logits[0].T.numpy(), state.numpy()
@@ -104,7 +110,7 @@ class KWSModel(nn.Module):
         the graph, so that a stream's frames are computed once and each window then costs only the encoder
         (:class:`~pipeline.runtime.onnx_model.OnnxModel` asks for one path at a time). A streaming model has a third
         path, its step function: ``frames`` ``(batch, n_features, T)`` and ``state`` -> ``frame_logits``
-        ``(batch, T, n_classes)`` and ``next_state``.
+        ``(batch, T / step_frames, n_classes)`` and ``next_state``.
         """
         samples = clip_samples(self.sample_rate)
         frames = self.front_end.num_frames(samples)
@@ -112,7 +118,7 @@ class KWSModel(nn.Module):
         axes = {"audio": {0: "batch", 1: "samples"}, "features": {0: "batch", 2: "frames"}, "windows": {0: "batch"},
                 "logits": {0: "batch"}}  # fmt: skip
         if self.streaming:
-            inputs += [torch.zeros(1, self.n_features, 3), self._step.initial_state()]
+            inputs += [torch.zeros(1, self.n_features, 3 * self.step_frames), self._step.initial_state()]
             axes |= {"frames": {0: "batch", 2: "steps"}, "state": {0: "batch"},
                      "frame_logits": {0: "batch", 1: "steps"}, "next_state": {0: "batch"}}  # fmt: skip
         buffer = io.BytesIO()
@@ -131,6 +137,8 @@ class KWSModel(nn.Module):
                 "sample_rate": self.sample_rate, "win_length": self.win_length, "hop_length": self.hop_length,
                 "n_features": self.n_features, "window_frames": frames, "streaming": int(self.streaming),
                 "decision": json.dumps(self.decision)}  # fmt: skip
+        if self.streaming:
+            meta["steps"] = json.dumps({key: getattr(self, key) for key in STEP_KEYS})
         for key, value in meta.items():
             graph.metadata_props.add(key=key, value=str(value))
         return graph.SerializeToString()

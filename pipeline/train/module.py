@@ -109,7 +109,7 @@ class KWSModule(L.LightningModule):
         n = len(self.labels)
         net = KWSModel(self.labels, self.feature_config, self.model_config)  # the one model definition
         self.front_end, self.encoder = net.front_end, net.encoder
-        self.stream_context = stream_context and net.streaming
+        self.stream_context = stream_context and bool(getattr(net.encoder, "causal", False))
         self.train_acc = MulticlassAccuracy(n, average="micro")
         self.val_acc = MulticlassAccuracy(n, average="micro")
         self.test_acc = MulticlassAccuracy(n, average="micro")

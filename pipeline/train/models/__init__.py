@@ -11,10 +11,11 @@ from torch import Tensor, nn
 from pipeline.errors import KWSError
 from pipeline.train.features import FeatureConfig
 from pipeline.train.models.bcresnet import BCResNet
+from pipeline.train.models.causal import StreamingForm
 from pipeline.train.models.dscnn import DSCNN
 from pipeline.train.models.matchboxnet import MatchboxNet
 from pipeline.train.models.speech_embedding import FEATURES as EMBEDDING_FEATURES
-from pipeline.train.models.speech_embedding import SpeechEmbedding
+from pipeline.train.models.speech_embedding import EmbeddingRing, SpeechEmbedding
 from pipeline.train.models.tcresnet import TCResNet
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -101,3 +102,12 @@ def build_model(config: ModelConfig, n_classes: int, n_features: int, pretrained
         kwargs["pretrained"] = pretrained
     model = cls(n_classes=n_classes, n_features=n_features, **kwargs)
     return nn.Sequential(WindowCMN(), model) if config.cmn else model
+
+
+def streaming_form(encoder: nn.Module) -> StreamingForm | EmbeddingRing | None:
+    """The step function the streaming engine runs ``encoder`` with: a causal model's
+    (:class:`~pipeline.train.models.causal.StreamingForm`), the speech embedding's ring
+    (:class:`~pipeline.train.models.speech_embedding.EmbeddingRing`), or None (a window model)."""
+    if getattr(encoder, "causal", False):
+        return StreamingForm(encoder)
+    return EmbeddingRing(encoder) if isinstance(encoder, SpeechEmbedding) else None

@@ -64,6 +64,8 @@ class StreamingForm(nn.Module):
         >>> logits, state = step(torch.randn(1, 64, 7), state)  # doctest: +SKIP
     """
 
+    step_frames, lead_outputs, window_outputs = 1, 0, None  # one output per frame; a window averages its frames'
+
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder

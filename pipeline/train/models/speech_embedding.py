@@ -10,6 +10,12 @@ versions after 0.4 download it instead), and are saved in every checkpoint, so o
 The network reads 76 frames (0.78 s) of a 32-band log-mel spectrogram (:data:`FEATURES`) and gives one
 96-dimensional embedding. It is all convolutions and poolings, so on a longer input it gives one embedding
 every 8 frames (80 ms), each equal to the embedding of its own 76 frames.
+
+**The ring** (:class:`EmbeddingRing`, the model's streaming form, as openWakeWord runs it): on a stream each 80 ms
+embedding is computed once, from the frames of the stream itself, and kept; every 80 ms the classifier reads the
+last 9. Its output is the window that starts 0.24 s after the first of them (:data:`CONTEXT_FRAMES`): the window
+the classifier was trained on, with the stream's own audio in the 0.24 s on either side where a training clip
+had silence. On a clip with silence around it the two forms give the same scores.
 """
 
 from __future__ import annotations
@@ -44,6 +50,12 @@ LAYERS = [(24, (3, 3), None), (24, (1, 3), None), (24, (3, 1), (2, 2)),
           (96, (1, 3), None), (96, (3, 1), None), (96, (1, 3), None), (96, (3, 1), (2, 2)),
           (96, (3, 1), None)]  # fmt: skip
 HIDDEN, DROPOUT = 128, 0.3
+# the ring keeps the 72 frames before the new ones (the next embedding's first 68, and 4 more so that embeddings
+# start on multiples of 8 frames, as windows at an 80 ms stride do) and the last SPAN - 1 embeddings
+RING_FRAMES = WINDOW_FRAMES - EMBEDDING_STRIDE + (-WINDOW_FRAMES) % EMBEDDING_STRIDE
+# outputs of the ring before the one of the window that starts with the stream: its first embedding starts
+# RING_FRAMES before the stream, the window's last one starts (SPAN - 1) * stride - CONTEXT_FRAMES after it
+RING_LEAD = (RING_FRAMES + (SPAN - 1) * EMBEDDING_STRIDE - CONTEXT_FRAMES) // EMBEDDING_STRIDE
 
 
 class EmbeddingNetwork(nn.Module):
@@ -155,3 +167,45 @@ class SpeechEmbedding(nn.Module):
                            f"not {features.shape[-1]}")  # fmt: skip
         embeddings = self.embedding(F.pad(features, (CONTEXT_FRAMES, CONTEXT_FRAMES), value=SILENCE_DB))
         return self.out(self.classifier(embeddings).amax(dim=-1))
+
+
+class EmbeddingRing(nn.Module):
+    """The streaming form of a :class:`SpeechEmbedding`: ``(frames, state) -> (window logits, next state)``.
+
+    Frames come in whole steps of 8 (80 ms); each step gives one new embedding and the logits of one window,
+    the one that starts ``RING_LEAD`` steps before (:meth:`initial_state` starts the stream, the first
+    ``RING_LEAD`` outputs are of windows before it). The state is one ``(batch, state_size)`` tensor: the last
+    ``RING_FRAMES`` log-mel frames, in dB above digital silence (so that zeros are silence), then the last
+    ``SPAN - 1`` embeddings.
+
+    Args:
+        model: The trained model (in eval mode).
+
+    Example:
+        >>> ring = EmbeddingRing(SpeechEmbedding(12, 32, pretrained=False).eval())
+        >>> logits, state = ring(torch.zeros(1, 32, 16) + SILENCE_DB, ring.initial_state())
+        >>> logits.shape, state.shape
+        (torch.Size([1, 2, 12]), torch.Size([1, 3072]))
+    """
+
+    step_frames, lead_outputs, window_outputs = EMBEDDING_STRIDE, RING_LEAD, 1
+
+    def __init__(self, model: SpeechEmbedding) -> None:
+        super().__init__()
+        self.model = model
+        self.frames_size, self.embeddings_size = FEATURES.n_mels * RING_FRAMES, EMBEDDING_DIM * (SPAN - 1)
+        self.state_size = self.frames_size + self.embeddings_size
+
+    def initial_state(self, batch: int = 1) -> Tensor:
+        """The state before the first frame: silence, as a window of the windowed form is padded."""
+        return torch.zeros(batch, self.state_size)
+
+    def forward(self, frames: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """``(batch, 32, 8 n)`` new frames and the state -> ``(batch, n, n_classes)`` and the next state."""
+        past, kept = state[:, : self.frames_size], state[:, self.frames_size :]
+        x = torch.cat([past.reshape(-1, FEATURES.n_mels, RING_FRAMES) + SILENCE_DB, frames], dim=2)
+        embeddings = torch.cat([kept.reshape(-1, EMBEDDING_DIM, SPAN - 1), self.model.embedding(x)], dim=2)
+        logits = self.model.out(self.model.classifier(embeddings).transpose(1, 2))
+        following = torch.cat([(x[:, :, x.shape[2] - RING_FRAMES :] - SILENCE_DB).flatten(1),
+                               embeddings[:, :, embeddings.shape[2] - SPAN + 1 :].flatten(1)], dim=1)  # fmt: skip
+        return logits, following
