@@ -10,6 +10,7 @@ writes ONNX Runtime's dynamic int8 quantization of the acoustic model and prints
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -128,14 +129,19 @@ def quantize(model_bytes: bytes) -> bytes:
 
     graph = onnx.load_from_string(model_bytes)
     keep = [node.name for node in graph.graph.node if EXCLUDED in node.name]
+    root = logging.getLogger()
+    level = root.level
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(model_bytes)
+        root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process the graph goes to the root logger
         try:
             quantize_dynamic(source, target, weight_type=QuantType.QInt8, nodes_to_exclude=keep,
                              op_types_to_quantize=["Conv", "MatMul", "Gemm"])  # fmt: skip
         except Exception as err:  # the quantizer raises plain errors for graphs it cannot handle
             raise KWSError(f"int8 quantization failed ({first_line(err)[:160]}); the float export is written") from None
+        finally:
+            root.setLevel(level)
         return target.read_bytes()
 
 
