@@ -19,9 +19,11 @@ from test_streaming import assert_streams_as_offline
 
 from pipeline.cli import main
 from pipeline.data.speech_commands import SILENCE, UNKNOWN
+from pipeline.data.streams import TruthWord
 from pipeline.errors import KWSError
 from pipeline.runtime.audio import SAMPLE_RATE, save_audio
 from pipeline.runtime.streaming import Detector, run_steps, windowing_of
+from pipeline.stream_eval import tune
 from pipeline.train.features import FeatureConfig, FrontEnd
 from pipeline.train.model import KWSModel, load_model
 from pipeline.train.models import ModelConfig, speech_embedding
@@ -116,6 +118,19 @@ def test_it_streams_as_it_runs_offline_in_pytorch_and_onnx_runtime(stride_ms: fl
     with pytest.raises(KWSError, match=r"^the model decides every 80 ms: the stride must be a multiple of it, not "
                                        r"200 ms$"):  # fmt: skip
         Detector(model, stride_ms=200.0)
+
+
+def test_tuning_searches_whole_steps_of_the_ring() -> None:
+    """``kws evaluate-stream --tune`` (:func:`~pipeline.stream_eval.tune`) tries 1, 2 and 4 of the ring's 80 ms
+    steps, every one of which the engine takes."""
+    model = ring_model()
+    audio = word_sequence(["up", "no"], seed=3)
+    truth = [TruthWord("up", 0.2, 0.8), TruthWord("no", 1.8, 2.4)]
+    ranked = tune(model, audio, truth, thresholds=(0.5,), smooth_ms=(0.0,), suppression_ms=(0.0,))
+    strides = sorted({settings.stride_ms for settings, _ in ranked})
+    assert strides == [80.0, 160.0, 320.0]
+    for stride in strides:
+        Detector(model, stride_ms=stride)
 
 
 def test_the_ring_gives_the_window_scores_where_a_window_has_silence_around() -> None:
