@@ -226,8 +226,8 @@ def tune(
     false accepts first.
     """
     results = []
-    streaming = tuple(k * step_ms(model) for k in TUNE_STREAM_STEPS) if is_streaming(model) else TUNE_STRIDES_MS
-    for stride in strides_ms or streaming:
+    strides = tuple(k * step_ms(model) for k in TUNE_STREAM_STEPS) if is_streaming(model) else TUNE_STRIDES_MS
+    for stride in strides_ms or strides:
         grid = [Settings(t, stride, s, q, hold_ms, p)
                 for t, s, q, p in itertools.product(thresholds, smooth_ms, suppression_ms, patience)]  # fmt: skip
         tail = max(s.smooth_windows for s in grid) - 1

@@ -201,10 +201,10 @@ def run_steps(model: StreamingClassifier, features: np.ndarray, chunk: int = STE
     """A streaming model's outputs of a whole stream's ``(n_features, frames)`` features from its initial
     state, in calls of at most ``chunk`` frames (its whole steps only)."""
     step = model.step_frames
-    chunk = max(step, chunk // step * step)
+    chunk, whole = max(step, chunk // step * step), features.shape[1] // step * step
     state, parts = model.initial_state(), [np.zeros((len(model.labels), 0), np.float32)]
-    for i in range(0, features.shape[1] // step * step, chunk):
-        part, state = model.frame_logits(features[:, i : min(i + chunk, features.shape[1] // step * step)], state)
+    for i in range(0, whole, chunk):
+        part, state = model.frame_logits(features[:, i : min(i + chunk, whole)], state)
         parts.append(part)
     return np.concatenate(parts, axis=1)
 
